@@ -1,0 +1,105 @@
+"""The shared kernel: the app factory, configuration, extensions, accounts and roles.
+
+It imports no feature package at module level; ``create_app`` registers them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Flask
+from jinja2 import ChoiceLoader, FileSystemLoader, PackageLoader, PrefixLoader
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """Build the Civic Credits application."""
+    app = Flask(__name__, instance_relative_config=True)
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+
+    from core.config import load_config
+
+    load_config(app, test_config)
+    register_extensions(app)
+    register_templates(app)
+    register_blueprints(app)
+    register_error_handlers(app)
+    register_commands(app)
+
+    from core.celery_app import celery_init_app
+
+    celery_init_app(app)
+    return app
+
+
+def register_extensions(app: Flask) -> None:
+    """Bind the extension singletons to ``app``."""
+    from core.extensions import csrf, db, limiter, login_manager, migrate
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(Path(app.root_path).parent / "migrations"))
+    csrf.init_app(app)
+    limiter.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "core.sign_in"
+    login_manager.login_message = "Sign in to see this page."
+    login_manager.login_message_category = "info"
+    login_manager.session_protection = "strong"
+
+    from core.accounts import load_login_session
+
+    login_manager.user_loader(load_login_session)
+
+
+def register_templates(app: Flask) -> None:
+    """Jinja sees our templates and the GOV.UK Frontend macros."""
+    app.jinja_loader = ChoiceLoader(
+        [
+            FileSystemLoader(str(Path(app.root_path) / "templates")),
+            PrefixLoader(
+                {
+                    "govuk_frontend_jinja": PackageLoader("govuk_frontend_jinja"),
+                    "govuk_frontend_wtf": PackageLoader("govuk_frontend_wtf"),
+                }
+            ),
+        ]
+    )
+    from govuk_frontend_wtf.main import WTFormsHelpers
+
+    WTFormsHelpers(app)
+    from core.navigation import inject_layout
+
+    app.context_processor(inject_layout)
+    from core.formatting import register_filters
+
+    register_filters(app)
+
+
+def register_blueprints(app: Flask) -> None:
+    """Pages of each package, the JSON API and the health check."""
+    from core.api import register_api
+    from core.health import health_bp
+    from core.views import core_bp
+    from partners.views import partners_bp
+    from rewards.views import rewards_bp
+    from volunteering.views import volunteering_bp
+
+    app.register_blueprint(core_bp)
+    app.register_blueprint(health_bp)
+    app.register_blueprint(rewards_bp)
+    app.register_blueprint(volunteering_bp)
+    app.register_blueprint(partners_bp)
+    register_api(app)
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Errors become API.md's JSON under /api/ and GOV.UK pages elsewhere."""
+    from core.errors import register_error_handlers as register
+
+    register(app)
+
+
+def register_commands(app: Flask) -> None:
+    """Operator commands (``flask --app wsgi ...``)."""
+    from core.cli import register_cli
+
+    register_cli(app)

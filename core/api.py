@@ -1,0 +1,138 @@
+"""The JSON API of API.md: the Api object, the kernel's endpoints, and registration."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+from flask import current_app, g, request
+from flask.views import MethodView
+
+from core import accounts
+from core.apiframework import Api, ApiBlueprint, RequestSchema, bearer_doc
+from core.errors import InvalidRequest
+from core.extensions import csrf, db, limiter
+from core.models import Role, User
+from core.security import api_auth
+from core.signin_limits import account_limit, account_limit_key, failed_attempt, ip_limit
+
+auth_blp = ApiBlueprint("auth", __name__, url_prefix="/api/v1", description="Sign-in tokens")
+people_blp = ApiBlueprint("people", __name__, url_prefix="/api/v1", description="Residents and you")
+
+
+class UserSchema(ma.Schema):
+    id = ma.fields.Integer(required=True)
+    email = ma.fields.Email(required=True)
+    display_name = ma.fields.String(required=True)
+    postcode = ma.fields.String()
+    roles = ma.fields.Method("dump_roles", metadata={"type": "array", "items": {"type": "string"}})
+
+    def dump_roles(self, user: User) -> list[str]:
+        return sorted(role.value for role in user.roles)
+
+
+class TokenRequestSchema(RequestSchema):
+    email = ma.fields.String(required=True)
+    password = ma.fields.String(required=True)
+
+
+class TokenResponseSchema(ma.Schema):
+    token = ma.fields.String(required=True)
+    expires_at = ma.fields.DateTime(required=True)
+    user = ma.fields.Nested(UserSchema, required=True)
+
+
+class RegisterSchema(RequestSchema):
+    email = ma.fields.String(required=True, validate=ma.validate.Length(max=254))
+    password = ma.fields.String(required=True, validate=ma.validate.Length(max=256))
+    display_name = ma.fields.String(required=True, validate=ma.validate.Length(max=100))
+    postcode = ma.fields.String(required=True, validate=ma.validate.Length(max=12))
+
+
+class MeSchema(UserSchema):
+    balance = ma.fields.Raw(
+        allow_none=True, metadata={"type": "integer", "description": "Residents' balance"}
+    )
+
+
+@auth_blp.route("/auth/token")
+class TokenResource(MethodView):
+    @auth_blp.arguments(TokenRequestSchema)
+    @auth_blp.response(200, TokenResponseSchema)
+    @auth_blp.alt_response(401, description="invalid_credentials")
+    @auth_blp.alt_response(429, description="rate_limited: too many failed attempts")
+    @limiter.limit(ip_limit, deduct_when=failed_attempt)
+    @limiter.limit(account_limit, key_func=account_limit_key, deduct_when=failed_attempt)
+    def post(self, body):
+        """Exchange an email and password for a bearer token."""
+        try:
+            user = accounts.authenticate(body["email"], body["password"])
+        except Exception:
+            g.signin_failed = True
+            raise
+        token, row = accounts.issue_api_token(user)
+        db.session.commit()
+        return {"token": token, "expires_at": row.expires_at, "user": user}
+
+    @auth_blp.response(204)
+    @auth_blp.doc(**bearer_doc())
+    @api_auth()
+    def delete(self):
+        """Revoke the token this request is made with."""
+        accounts.revoke_api_token(g.api_token)
+        db.session.commit()
+        return ""
+
+
+@people_blp.route("/residents")
+class ResidentsResource(MethodView):
+    @people_blp.arguments(RegisterSchema)
+    @people_blp.response(201, UserSchema)
+    @people_blp.alt_response(409, description="email_taken")
+    def post(self, body):
+        """Register a resident account."""
+        user = accounts.register_resident(**body)
+        db.session.commit()
+        return user
+
+
+@people_blp.route("/me")
+class MeResource(MethodView):
+    @people_blp.response(200, MeSchema)
+    @people_blp.doc(**bearer_doc("any user"))
+    @api_auth()
+    def get(self):
+        """The signed-in user, their roles and, for residents, their balance."""
+        user = g.api_user
+        data = UserSchema().dump(user)
+        data["balance"] = None
+        if Role.RESIDENT in user.roles:
+            data["balance"] = resident_balance(user)
+        return data
+
+
+def resident_balance(user: User):
+    """The resident's balance, from the ledger when it is installed."""
+    hook = current_app.extensions.get("civic_credits.balance_of")
+    return hook(user) if hook else 0
+
+
+def register_api(app) -> Api:
+    """Create the Api, declare bearer auth, and register every package's API blueprint."""
+    api = Api(app, spec_kwargs={"info": {"description": "Civic Credits JSON API (API.md)."}})
+    api.spec.components.security_scheme(
+        "bearerAuth", {"type": "http", "scheme": "bearer", "description": "POST /api/v1/auth/token"}
+    )
+    for blueprint in api_blueprints():
+        api.register_blueprint(blueprint)
+        csrf.exempt(blueprint)
+
+    @app.before_request
+    def refuse_oversized_json():
+        if request.path.startswith("/api/") and (request.content_length or 0) > 1_000_000:
+            raise InvalidRequest("The body is too large.", {"_body": ["Keep it under 1 MB."]})
+
+    return api
+
+
+def api_blueprints() -> list[ApiBlueprint]:
+    """Every API blueprint of the app, kernel first."""
+    return [auth_blp, people_blp]

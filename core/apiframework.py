@@ -1,0 +1,95 @@
+"""The JSON API's plumbing: flask-smorest with API.md's error shape and bearer auth.
+
+Feature packages build their API with ``ApiBlueprint`` and register it in ``core.api``; the
+OpenAPI document is generated from the blueprints' schemas by flask-smorest/apispec.
+"""
+
+from __future__ import annotations
+
+import marshmallow as ma
+from flask_smorest import Api as SmorestApi
+from flask_smorest import Blueprint as SmorestBlueprint
+from webargs.flaskparser import FlaskParser
+
+from core.errors import InvalidRequest
+
+BEARER = [{"bearerAuth": []}]
+
+
+class ErrorBodySchema(ma.Schema):
+    """API.md's error: a stable ``code`` and a ``message`` for people."""
+
+    code = ma.fields.String(required=True, metadata={"example": "invalid_request"})
+    message = ma.fields.String(required=True)
+    fields = ma.fields.Dict(
+        keys=ma.fields.String(),
+        values=ma.fields.List(ma.fields.String()),
+        metadata={"description": "Each bad field with its problems (invalid_request only)"},
+    )
+
+
+class ErrorSchema(ma.Schema):
+    """Every error response under /api/."""
+
+    error = ma.fields.Nested(ErrorBodySchema, required=True)
+
+
+def flatten_messages(messages) -> dict[str, list[str]]:
+    """webargs' nested ``{"json": {"field": [...]}}`` as ``{"field": [...]}``."""
+    if isinstance(messages, dict) and set(messages) <= {"json", "query", "view_args", "form"}:
+        merged: dict = {}
+        for value in messages.values():
+            merged.update(flatten_messages(value))
+        return merged
+    if isinstance(messages, dict):
+        out = {}
+        for key, value in messages.items():
+            if isinstance(value, dict):
+                for sub, sub_messages in flatten_messages(value).items():
+                    out[f"{key}.{sub}"] = sub_messages
+            else:
+                out[str(key)] = [str(v) for v in (value if isinstance(value, list) else [value])]
+        return out
+    return {"_schema": [str(m) for m in (messages if isinstance(messages, list) else [messages])]}
+
+
+class JsonErrorParser(FlaskParser):
+    """Parse like webargs, but fail with API.md's ``invalid_request``."""
+
+    def handle_error(self, error, req, schema, *, error_status_code, error_headers):
+        fields = flatten_messages(error.messages)
+        names = ", ".join(sorted(fields)) or "the body"
+        raise InvalidRequest(f"Some fields are missing or not right: {names}.", fields)
+
+    def _handle_invalid_json_error(self, error, req, *args, **kwargs):
+        raise InvalidRequest("The body is not valid JSON.", {"_body": ["Send a JSON object."]})
+
+
+class ApiBlueprint(SmorestBlueprint):
+    """A flask-smorest blueprint whose argument errors are API.md's ``invalid_request``."""
+
+    ARGUMENTS_PARSER = JsonErrorParser()
+
+
+class Api(SmorestApi):
+    """flask-smorest's Api, leaving error handling to ``core.errors``."""
+
+    ERROR_SCHEMA = ErrorSchema
+
+    def _register_error_handlers(self):
+        """Errors are handled app-wide by core.errors (JSON under /api/, pages elsewhere)."""
+
+
+class RequestSchema(ma.Schema):
+    """Base of request bodies: unknown fields are refused with a clear message."""
+
+    class Meta:
+        unknown = ma.RAISE
+
+
+def bearer_doc(*roles: str) -> dict:
+    """OpenAPI doc for an operation needing a bearer token and one of ``roles``."""
+    doc: dict = {"security": BEARER}
+    if roles:
+        doc["description"] = "Roles: " + ", ".join(roles) + "."
+    return doc

@@ -1,0 +1,38 @@
+"""Celery wiring, following Flask's own Celery pattern.
+
+Every task runs inside the Flask application context (``FlaskTask``); tasks are declared with
+``@shared_task`` in each package's ``tasks.py``; the beat schedule lives here, in one place.
+"""
+
+from __future__ import annotations
+
+from celery import Celery, Task
+from celery.schedules import crontab
+
+#: The one beat schedule of the scheme. Feature packages add their entries here.
+BEAT_SCHEDULE: dict = {
+    "purge-expired-credentials": {
+        "task": "core.tasks.purge_expired_credentials",
+        "schedule": crontab(minute=15, hour=3),
+    },
+}
+
+#: Modules holding ``@shared_task`` functions, imported by the worker.
+TASK_MODULES = ["core.tasks"]
+
+
+def celery_init_app(app) -> Celery:
+    """Create the Celery app bound to ``app`` and store it in ``app.extensions``."""
+
+    class FlaskTask(Task):
+        def __call__(self, *args, **kwargs):
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    celery_app = Celery(app.name, task_cls=FlaskTask)
+    celery_app.config_from_object(app.config["CELERY"])
+    celery_app.set_default()
+    for module in TASK_MODULES:
+        __import__(module)
+    app.extensions["celery"] = celery_app
+    return celery_app

@@ -1,0 +1,149 @@
+"""Configuration: safe defaults in code, overridden by environment variables.
+
+Every setting below can be set in the environment under the same name (``DATABASE_URL``,
+``SECRET_KEY``...), or with the ``CIVIC_CREDITS_`` prefix, which Flask's
+``from_prefixed_env`` parses as JSON where it can (``CIVIC_CREDITS_CREDIT_VALIDITY_DAYS=180``).
+The README documents them as a table.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+#: Values that must never be used as a production secret.
+WEAK_SECRETS = {"", "dev", "changeme", "secret", "development-only-secret-key"}
+MIN_SECRET_LENGTH = 32
+
+#: Settings read from plain (unprefixed) environment variables, as deployers expect.
+PLAIN_ENV_SETTINGS = (
+    "SECRET_KEY",
+    "DATABASE_URL",
+    "CELERY_BROKER_URL",
+    "RATELIMIT_STORAGE_URI",
+    "SCHEME_NAME",
+    "MAIL_SERVER",
+    "MAIL_PORT",
+    "MAIL_DEFAULT_SENDER",
+    "STRIPE_SECRET_KEY",
+    "STRIPE_WEBHOOK_SECRET",
+    "STRIPE_API_BASE",
+)
+
+
+class ConfigurationError(RuntimeError):
+    """Start-up refused because the configuration is unsafe or incomplete."""
+
+
+def default_config(instance_path: str) -> dict:
+    """The embedded defaults: SQLite and a serverless broker in ``instance/``."""
+    instance = Path(instance_path)
+    return {
+        "CIVIC_CREDITS_ENV": "development",
+        "SECRET_KEY": "development-only-secret-key",
+        "SCHEME_NAME": "Civic Credits",
+        "DATABASE_URL": f"sqlite:///{instance / 'civic_credits.sqlite'}",
+        "CELERY_BROKER_URL": f"sqla+sqlite:///{instance / 'celery-broker.sqlite'}",
+        "CELERY_BEAT_SCHEDULE_FILE": str(instance / "celerybeat-schedule"),
+        "RATELIMIT_STORAGE_URI": "memory://",
+        # Sign-in throttling: failed attempts per account and per client address.
+        "SIGNIN_LIMIT_PER_ACCOUNT": "5 per 15 minutes",
+        "SIGNIN_LIMIT_PER_IP": "30 per 15 minutes",
+        "API_TOKEN_TTL_HOURS": 24,
+        "LOGIN_SESSION_TTL_HOURS": 12,
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": None,  # decided in finalise(): True unless development/debug
+        "WTF_CSRF_TIME_LIMIT": 3600,
+        "MAIL_SERVER": "",
+        "MAIL_PORT": 25,
+        "MAIL_DEFAULT_SENDER": "civic-credits@localhost",
+        "STRIPE_SECRET_KEY": "",
+        "STRIPE_WEBHOOK_SECRET": "",
+        "STRIPE_API_BASE": "",
+        "API_TITLE": "Civic Credits API",
+        "API_VERSION": "v1",
+        "OPENAPI_VERSION": "3.0.3",
+        "OPENAPI_URL_PREFIX": "/api/v1",
+        "OPENAPI_JSON_PATH": "openapi.json",
+        "JSON_SORT_KEYS": False,
+    }
+
+
+def load_config(app, test_config: dict | None = None) -> None:
+    """Fill ``app.config`` from defaults, the environment, then ``test_config``."""
+    app.config.from_mapping(default_config(app.instance_path))
+    for name in PLAIN_ENV_SETTINGS:
+        if os.environ.get(name):
+            app.config[name] = os.environ[name]
+    app.config.from_prefixed_env("CIVIC_CREDITS")
+    if os.environ.get("CIVIC_CREDITS_ENV"):
+        app.config["CIVIC_CREDITS_ENV"] = os.environ["CIVIC_CREDITS_ENV"]
+    if test_config:
+        app.config.update(test_config)
+    finalise(app)
+
+
+def finalise(app) -> None:
+    """Derive dependent settings and refuse unsafe production start-up."""
+    config = app.config
+    config["SQLALCHEMY_DATABASE_URI"] = normalise_database_url(config["DATABASE_URL"])
+    config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
+    if config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        # Several threads (the dev server, tests) share a file database: wait for locks.
+        config["SQLALCHEMY_ENGINE_OPTIONS"].setdefault("connect_args", {"timeout": 30})
+    else:
+        config["SQLALCHEMY_ENGINE_OPTIONS"].setdefault("pool_pre_ping", True)
+    development = config["CIVIC_CREDITS_ENV"] == "development" or app.debug
+    if config["SESSION_COOKIE_SECURE"] is None:
+        config["SESSION_COOKIE_SECURE"] = not development
+    config["REMEMBER_COOKIE_HTTPONLY"] = True
+    config["REMEMBER_COOKIE_SECURE"] = config["SESSION_COOKIE_SECURE"]
+    config["REMEMBER_COOKIE_SAMESITE"] = "Lax"
+    config["RATELIMIT_STORAGE_URI"] = config["RATELIMIT_STORAGE_URI"] or "memory://"
+    config["CELERY"] = celery_settings(config)
+    if is_production(app):
+        check_production_secret(config.get("SECRET_KEY"))
+
+
+def is_production(app) -> bool:
+    """True when the deployment says it is production."""
+    return app.config.get("CIVIC_CREDITS_ENV") == "production"
+
+
+def check_production_secret(secret: str | None) -> None:
+    """Refuse a missing, well-known or short SECRET_KEY."""
+    if not secret or secret in WEAK_SECRETS or len(secret) < MIN_SECRET_LENGTH:
+        raise ConfigurationError(
+            "SECRET_KEY is missing or weak: in production set SECRET_KEY to a random value "
+            f"of at least {MIN_SECRET_LENGTH} characters "
+            '(python -c "import secrets; print(secrets.token_urlsafe(48))").'
+        )
+
+
+def normalise_database_url(url: str) -> str:
+    """Use the psycopg 3 driver for PostgreSQL URLs given in the common short forms."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def celery_settings(config) -> dict:
+    """Celery's configuration, derived from ours (see core/celery_app.py)."""
+    from core.celery_app import BEAT_SCHEDULE
+
+    broker = config["CELERY_BROKER_URL"]
+    return {
+        "broker_url": broker,
+        "task_ignore_result": True,
+        "result_backend": None,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "broker_connection_retry_on_startup": True,
+        "beat_schedule": BEAT_SCHEDULE,
+        "beat_schedule_filename": config["CELERY_BEAT_SCHEDULE_FILE"],
+        "timezone": "UTC",
+        "task_always_eager": bool(config.get("CELERY_TASK_ALWAYS_EAGER", False)),
+    }

@@ -1,0 +1,218 @@
+"""The kernel's pages: home, register, sign in and out, account, role admin, council, info."""
+
+from __future__ import annotations
+
+from flask import (
+    Blueprint,
+    abort,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_login import current_user, login_required, login_user, logout_user
+from sqlalchemy import func, or_
+
+from core import accounts
+from core.errors import DomainError, InvalidRequest
+from core.extensions import db, limiter
+from core.forms import (
+    ChangePasswordForm,
+    RegisterForm,
+    RolesForm,
+    SignInForm,
+    SignOutForm,
+    UserSearchForm,
+)
+from core.models import Role, RoleMembership, User
+from core.security import roles_required
+from core.signin_limits import account_limit, account_limit_key, failed_attempt, ip_limit
+
+core_bp = Blueprint("core", __name__)
+
+
+def safe_next(target: str | None) -> str | None:
+    """Only same-site relative paths may be a redirect target after sign-in."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return None
+
+
+def field_errors_to_form(form, error: InvalidRequest) -> None:
+    """Show an operation's field errors next to the form's fields."""
+    for name in error.fields or {}:
+        field = getattr(form, name, None)
+        if field is not None:
+            field.errors = list(field.errors) + [error.message]
+            break
+    else:
+        form.form_errors.append(error.message)
+
+
+def sign_in_user(user: User) -> None:
+    """Start a fresh session for ``user``: nothing from before sign-in carries over."""
+    session.clear()
+    accounts.start_login_session(user)
+    db.session.commit()
+    login_user(user)
+
+
+@core_bp.get("/")
+def home():
+    """The front page: what the scheme is and how to take part."""
+    return render_template("core/home.html")
+
+
+@core_bp.route("/register", methods=["GET", "POST"])
+def register():
+    """A resident creates an account."""
+    if current_user.is_authenticated:
+        return redirect(url_for("core.account"))
+    form = RegisterForm()
+    if form.validate_on_submit():
+        try:
+            user = accounts.register_resident(
+                form.email.data, form.password.data, form.display_name.data, form.postcode.data
+            )
+        except InvalidRequest as error:
+            db.session.rollback()
+            field_errors_to_form(form, error)
+        except DomainError as error:
+            db.session.rollback()
+            form.email.errors = list(form.email.errors) + [error.message]
+        else:
+            sign_in_user(user)
+            flash("Your account has been created. Welcome!", "success")
+            return redirect(url_for("core.account"))
+    return render_template("core/register.html", form=form), 200 if not form.errors else 400
+
+
+@core_bp.route("/sign-in", methods=["GET", "POST"])
+@limiter.limit(ip_limit, methods=["POST"], deduct_when=failed_attempt)
+@limiter.limit(
+    account_limit, methods=["POST"], key_func=account_limit_key, deduct_when=failed_attempt
+)
+def sign_in():
+    """Sign in with email and password."""
+    form = SignInForm()
+    if form.validate_on_submit():
+        try:
+            user = accounts.authenticate(form.email.data, form.password.data)
+        except DomainError as error:
+            g.signin_failed = True
+            form.form_errors.append(error.message)
+            form.email.errors = list(form.email.errors) + [error.message]
+        else:
+            sign_in_user(user)
+            return redirect(safe_next(request.args.get("next")) or url_for("core.account"))
+    status = 401 if form.errors else 200
+    return render_template("core/sign_in.html", form=form), status
+
+
+@core_bp.post("/sign-out")
+@login_required
+def sign_out():
+    """End this browser's session; a copy of its cookie stops working too."""
+    form = SignOutForm()
+    if not form.validate_on_submit():
+        abort(400)
+    accounts.end_login_session(current_user.login_session_id)
+    db.session.commit()
+    logout_user()
+    session.clear()
+    flash("You have signed out.", "success")
+    return redirect(url_for("core.home"))
+
+
+@core_bp.route("/account", methods=["GET", "POST"])
+@login_required
+def account():
+    """Your details and roles, and changing your password."""
+    form = ChangePasswordForm()
+    if form.validate_on_submit():
+        try:
+            accounts.change_password(
+                current_user, form.current_password.data, form.new_password.data
+            )
+        except InvalidRequest as error:
+            db.session.rollback()
+            field_errors_to_form(form, error)
+        else:
+            # Every other session was revoked; this browser gets a fresh one.
+            user = current_user._get_current_object()
+            sign_in_user(user)
+            flash("Your password has been changed. Other devices have been signed out.", "success")
+            return redirect(url_for("core.account"))
+    status = 400 if form.errors else 200
+    return render_template("core/account.html", form=form, sign_out_form=SignOutForm()), status
+
+
+@core_bp.get("/council")
+@roles_required(Role.COUNCIL, Role.ADMIN)
+def council():
+    """The council's start page: the people in the scheme by role."""
+    counts = dict(
+        db.session.execute(
+            db.select(RoleMembership.role, func.count()).group_by(RoleMembership.role)
+        ).all()
+    )
+    return render_template("core/council.html", counts=counts, roles=list(Role))
+
+
+@core_bp.get("/admin/roles")
+@roles_required(Role.ADMIN)
+def admin_roles():
+    """Find people and see their roles."""
+    form = UserSearchForm(request.args)
+    query = db.select(User).order_by(User.email).limit(50)
+    if form.validate() and form.q.data:
+        term = f"%{form.q.data.strip().lower()}%"
+        query = query.where(
+            or_(func.lower(User.email).like(term), func.lower(User.display_name).like(term))
+        )
+    users = db.session.execute(query).scalars().all()
+    return render_template("core/admin_roles.html", form=form, users=users)
+
+
+@core_bp.route("/admin/roles/<int:user_id>", methods=["GET", "POST"])
+@roles_required(Role.ADMIN)
+def admin_user_roles(user_id: int):
+    """Grant and remove one person's roles."""
+    user = db.get_or_404(User, user_id)
+    form = RolesForm()
+    form.roles.choices = [(role.value, role.label) for role in Role]
+    if request.method == "GET":
+        form.roles.data = sorted(r.value for r in user.roles)
+    elif form.validate_on_submit():
+        wanted = {Role(value) for value in form.roles.data or []}
+        try:
+            for role in sorted(wanted - user.roles):
+                accounts.grant_role(current_user, user, role)
+            for role in sorted(user.roles - wanted):
+                accounts.remove_role(current_user, user, role)
+        except DomainError as error:
+            db.session.rollback()
+            form.roles.errors = [error.message]
+        else:
+            db.session.commit()
+            flash(f"Roles saved for {user.display_name}.", "success")
+            if user.id == current_user.id:
+                return redirect(url_for("core.sign_in"))
+            return redirect(url_for("core.admin_user_roles", user_id=user.id))
+    status = 400 if form.errors else 200
+    return render_template("core/admin_user_roles.html", form=form, user=user), status
+
+
+@core_bp.get("/accessibility")
+def accessibility():
+    """The accessibility statement."""
+    return render_template("core/accessibility.html")
+
+
+@core_bp.get("/privacy")
+def privacy():
+    """The privacy notice."""
+    return render_template("core/privacy.html")

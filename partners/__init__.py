@@ -1,0 +1,1 @@
+"""Partner businesses, offers, settlement, the payments gateway and its webhooks."""

@@ -1,0 +1,1 @@
+"""The credits bank: ledger, lots, wallet, redemption and expiry."""

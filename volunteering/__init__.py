@@ -1,0 +1,1 @@
+"""Organisations, activities, sessions, check-in, claims and their approval."""
