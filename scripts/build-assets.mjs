@@ -13,6 +13,13 @@ mkdirSync(join(staticDir, "css"), { recursive: true });
 cpSync(join(govuk, "assets"), join(staticDir, "govuk", "assets"), { recursive: true });
 cpSync(join(govuk, "govuk-frontend.min.js"), join(staticDir, "govuk", "govuk-frontend.min.js"));
 
+// The QR scanner for check-in cards and till codes (uses the device camera in the browser).
+const scanner = join(root, "node_modules", "qr-scanner");
+mkdirSync(join(staticDir, "vendor"), { recursive: true });
+for (const file of ["qr-scanner.min.js", "qr-scanner-worker.min.js"]) {
+  cpSync(join(scanner, file), join(staticDir, "vendor", file));
+}
+
 const result = sass.compile(join(root, "assets", "app.scss"), {
   loadPaths: [join(root, "node_modules")],
   style: "compressed",
