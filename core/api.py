@@ -125,6 +125,10 @@ def register_api(app) -> Api:
         api.register_blueprint(blueprint)
         csrf.exempt(blueprint)
 
+    from core.security import authorise_api_request
+
+    app.before_request(authorise_api_request)
+
     @app.before_request
     def refuse_oversized_json():
         if request.path.startswith("/api/") and (request.content_length or 0) > 1_000_000:

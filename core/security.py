@@ -26,7 +26,10 @@ def new_secret_token() -> str:
 
 
 def roles_required(*roles: Role):
-    """Page decorator: signed in and holding one of ``roles`` (403 otherwise)."""
+    """Page decorator: signed in and holding one of ``roles`` (403 otherwise).
+
+    With no roles, any signed-in person may see the page.
+    """
 
     def decorator(view):
         @wraps(view)
@@ -36,6 +39,7 @@ def roles_required(*roles: Role):
                 abort(403)
             return view(*args, **kwargs)
 
+        wrapped.required_roles = roles
         return wrapped
 
     return decorator
@@ -63,23 +67,55 @@ def bearer_user():
     return row.user
 
 
+def authorise(roles: tuple[Role, ...]):
+    """The request's user, holding one of ``roles`` if any are given (else 401/403)."""
+    user = g.get("api_user") or bearer_user()
+    g.api_user = user
+    if roles and not user.has_role(*roles):
+        raise ForbiddenError(
+            "Your account does not have the role this needs: "
+            + ", ".join(r.label for r in roles)
+            + ".",
+            code="forbidden",
+        )
+    return user
+
+
 def api_auth(*roles: Role):
-    """API decorator: a valid bearer token and, if given, one of ``roles`` (403 otherwise)."""
+    """API decorator: a valid bearer token and, if given, one of ``roles`` (403 otherwise).
+
+    The check also runs before the body is parsed (``authorise_api_request``), so a caller
+    without a valid token gets 401, and one without the role 403, whatever they sent.
+    """
 
     def decorator(view):
         @wraps(view)
         def wrapped(*args, **kwargs):
-            user = bearer_user()
-            if roles and not user.has_role(*roles):
-                raise ForbiddenError(
-                    "Your account does not have the role this needs: "
-                    + ", ".join(r.label for r in roles)
-                    + ".",
-                    code="forbidden",
-                )
-            g.api_user = user
+            authorise(roles)
             return view(*args, **kwargs)
 
+        wrapped.required_roles = roles
         return wrapped
 
     return decorator
+
+
+def view_function_of(app, endpoint: str | None, method: str):
+    """The function that will answer ``method`` on ``endpoint`` (MethodView aware)."""
+    view = app.view_functions.get(endpoint) if endpoint else None
+    view_class = getattr(view, "view_class", None)
+    if view_class is not None:
+        return getattr(view_class, method.lower(), None)
+    return view
+
+
+def authorise_api_request():
+    """Before any API view runs: authenticate if the view is guarded by ``api_auth``."""
+    from flask import current_app
+
+    if not request.path.startswith("/api/"):
+        return
+    view = view_function_of(current_app, request.endpoint, request.method)
+    roles = getattr(view, "required_roles", None)
+    if roles is not None:
+        authorise(roles)

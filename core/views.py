@@ -13,7 +13,7 @@ from flask import (
     session,
     url_for,
 )
-from flask_login import current_user, login_required, login_user, logout_user
+from flask_login import current_user, login_user, logout_user
 from sqlalchemy import func, or_
 
 from core import accounts
@@ -113,7 +113,7 @@ def sign_in():
 
 
 @core_bp.post("/sign-out")
-@login_required
+@roles_required()
 def sign_out():
     """End this browser's session; a copy of its cookie stops working too."""
     form = SignOutForm()
@@ -128,7 +128,7 @@ def sign_out():
 
 
 @core_bp.route("/account", methods=["GET", "POST"])
-@login_required
+@roles_required()
 def account():
     """Your details and roles, and changing your password."""
     form = ChangePasswordForm()
