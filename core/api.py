@@ -47,7 +47,12 @@ class RegisterSchema(RequestSchema):
     postcode = ma.fields.String(required=True, validate=ma.validate.Length(max=12))
 
 
-class MeSchema(UserSchema):
+class MeSchema(ma.Schema):
+    id = ma.fields.Integer(required=True)
+    email = ma.fields.Email(required=True)
+    display_name = ma.fields.String(required=True)
+    postcode = ma.fields.String()
+    roles = ma.fields.List(ma.fields.String(), required=True)
     balance = ma.fields.Raw(
         allow_none=True, metadata={"type": "integer", "description": "Residents' balance"}
     )

@@ -81,7 +81,7 @@ def database_url(tmp_path_factory) -> str:
         yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite'}"
 
 
-def test_settings(database_url: str, **overrides) -> dict:
+def app_settings(database_url: str, **overrides) -> dict:
     """The configuration every test app starts from."""
     settings = {
         "TESTING": True,
@@ -101,7 +101,7 @@ def test_settings(database_url: str, **overrides) -> dict:
 @pytest.fixture(scope="session")
 def app(database_url):
     """The application under test, with the schema made from the models."""
-    app = create_app(test_settings(database_url))
+    app = create_app(app_settings(database_url))
     with app.app_context():
         db.create_all()
     yield app
