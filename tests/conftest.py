@@ -245,3 +245,18 @@ def redis_url():
     need("Redis", redis_available(), f"no Redis at {REDIS_URL}")
     number = int(re.sub(r"\D", "", worker_id()) or 0) + 2
     return f"{REDIS_URL}/{number}"
+
+
+@pytest.fixture
+def make_app(app, database_url):
+    """``make_app(**settings)``: another app on the test database (e.g. production-like).
+
+    Extensions are singletons, so the main test app is bound again afterwards.
+    """
+
+    def make(**overrides):
+        return create_app(app_settings(database_url, **overrides))
+
+    yield make
+    limiter.init_app(app)
+    app.extensions["celery"].set_default()

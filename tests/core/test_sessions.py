@@ -1,8 +1,7 @@
 """Session hardening: renewal on sign-in, copied cookies refused, CSRF, cookie flags."""
 
-from core import create_app
 from core.models import Role
-from tests.conftest import PASSWORD, app_settings, post_form, sign_in
+from tests.conftest import PASSWORD, post_form, sign_in
 
 
 def session_cookie(client) -> str:
@@ -90,10 +89,8 @@ def test_sign_in_redirects_only_to_our_own_pages(client, create_user):
     assert response.status_code == 302 and response.location == "/account"
 
 
-def test_cookies_are_secure_httponly_and_samesite_outside_development(database_url):
-    production_like = create_app(
-        app_settings(database_url, SESSION_COOKIE_SECURE=None, CIVIC_CREDITS_ENV="test")
-    )
+def test_cookies_are_secure_httponly_and_samesite_outside_development(make_app):
+    production_like = make_app(SESSION_COOKIE_SECURE=None, CIVIC_CREDITS_ENV="test")
     assert production_like.config["SESSION_COOKIE_SECURE"] is True
     assert production_like.config["SESSION_COOKIE_HTTPONLY"] is True
     assert production_like.config["SESSION_COOKIE_SAMESITE"] == "Lax"
@@ -103,8 +100,6 @@ def test_cookies_are_secure_httponly_and_samesite_outside_development(database_u
     assert "Secure" in header and "HttpOnly" in header and "SameSite=Lax" in header
 
 
-def test_cookies_are_not_secure_in_development(database_url):
-    development = create_app(
-        app_settings(database_url, SESSION_COOKIE_SECURE=None, CIVIC_CREDITS_ENV="development")
-    )
+def test_cookies_are_not_secure_in_development(make_app):
+    development = make_app(SESSION_COOKIE_SECURE=None, CIVIC_CREDITS_ENV="development")
     assert development.config["SESSION_COOKIE_SECURE"] is False
