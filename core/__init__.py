@@ -24,6 +24,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     register_blueprints(app)
     register_error_handlers(app)
     register_commands(app)
+    register_ledger(app)
 
     from core.celery_app import celery_init_app
 
@@ -103,3 +104,13 @@ def register_commands(app: Flask) -> None:
     from core.cli import register_cli
 
     register_cli(app)
+
+
+def register_ledger(app: Flask) -> None:
+    """The credits ledger: its balance hook (/me, wallet), ``ledger`` commands, demo data."""
+    import rewards.demo  # noqa: F401 - registers the ledger's @demo_loader
+    from rewards.cli import ledger_cli
+    from rewards.wallet import balance_of
+
+    app.extensions["civic_credits.balance_of"] = balance_of
+    app.cli.add_command(ledger_cli)

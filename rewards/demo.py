@@ -1,0 +1,1 @@
+"""Demo data of the ledger (filled in below)."""

@@ -1,0 +1,667 @@
+"""The only code that writes the ledger. Other packages call these functions.
+
+Every operation:
+
+- takes whole, positive credit amounts (``int``) and an ``idempotency_key``: the same key
+  with the same request returns the first transaction again and changes nothing; the same
+  key with a different request raises ``IdempotencyConflict``;
+- locks the accounts it touches (in id order, so two operations never wait on each other
+  in a circle), *then* checks balances and lots, *then* writes: ``SELECT ... FOR UPDATE`` on
+  PostgreSQL; on SQLite, which has no row locks, a no-op ``UPDATE`` takes the database's
+  write lock first;
+- refuses with a ``LedgerError`` (stable ``code``) before it has written anything;
+- flushes but never commits: the caller commits once for the whole request, so a failure
+  leaves nothing half-written (see STYLE.md).
+
+Credits that expire first are used first. Credits past their expiry date cannot be spent or
+given even before the expiry job has moved them to the expired account.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from core.errors import DomainError
+from core.extensions import db
+from core.formatting import short_date
+from core.models import User
+from core.timeutil import utcnow
+from rewards.models import (
+    Account,
+    AccountKind,
+    CreditLot,
+    Entry,
+    LotMovement,
+    Transaction,
+    TransactionKind,
+)
+
+#: Default number of days credits stay valid after they are earned (SPEC: 12 months).
+DEFAULT_CREDIT_VALIDITY_DAYS = 365
+#: The largest amount one operation may move: a guard against typos, not a scheme rule.
+MAX_AMOUNT = 1_000_000
+
+SYSTEM_ACCOUNT_NAMES = {
+    AccountKind.ISSUANCE: "Credits issued by the scheme",
+    AccountKind.EXPIRED: "Expired credits",
+    AccountKind.SETTLED: "Credits settled with partners",
+}
+
+
+class LedgerError(DomainError):
+    """The ledger refused an operation; ``code`` is stable."""
+
+    status = 422
+    code = "ledger_error"
+
+
+class InsufficientCredits(LedgerError):
+    status = 422
+    code = "insufficient_credits"
+
+
+class IdempotencyConflict(LedgerError):
+    status = 409
+    code = "idempotency_conflict"
+
+
+class InvalidAmount(LedgerError):
+    status = 422
+    code = "invalid_amount"
+
+
+class InvalidIdempotencyKey(LedgerError):
+    status = 400
+    code = "invalid_idempotency_key"
+
+
+class AlreadyReversed(LedgerError):
+    status = 409
+    code = "already_reversed"
+
+
+class LotNotDue(LedgerError):
+    status = 409
+    code = "lot_not_due"
+
+
+class InvalidRecipient(LedgerError):
+    status = 422
+    code = "invalid_recipient"
+
+
+class ReasonRequired(LedgerError):
+    status = 400
+    code = "reason_required"
+
+
+class AccountNotFound(LedgerError):
+    status = 404
+    code = "account_not_found"
+
+
+class TransactionNotFound(LedgerError):
+    status = 404
+    code = "transaction_not_found"
+
+
+class LotNotFound(LedgerError):
+    status = 404
+    code = "lot_not_found"
+
+
+# --------------------------------------------------------------------------- accounts
+
+
+def wallet_of(user_id: int) -> Account:
+    """The resident's wallet, opened on first use."""
+    account = find_wallet(user_id)
+    if account is not None:
+        return account
+    name = db.session.execute(select(User.display_name).where(User.id == user_id)).scalar()
+    if name is None:
+        raise AccountNotFound("There is no such resident.")
+    return _get_or_create(f"user:{user_id}", AccountKind.RESIDENT, name, user_id=user_id)
+
+
+def find_wallet(user_id: int) -> Account | None:
+    """The resident's wallet if they have one (never creates it)."""
+    return db.session.execute(
+        select(Account).where(Account.key == f"user:{user_id}")
+    ).scalar_one_or_none()
+
+
+def partner_account(partner_key: str, name: str) -> Account:
+    """The ledger account of a partner business (``partner:12``), opened on first use."""
+    if not partner_key or len(partner_key) > 100:
+        raise LedgerError("A partner key is needed (up to 100 characters).", "invalid_key", 400)
+    return _get_or_create(partner_key, AccountKind.PARTNER, name)
+
+
+def community_pot(key: str, name: str, description: str = "") -> Account:
+    """A community pot (``pot:food-bank``) residents can give credits to, opened on first use."""
+    if not key.startswith("pot:") or len(key) > 100:
+        raise LedgerError("A pot's key starts with 'pot:'.", "invalid_key", 400)
+    return _get_or_create(key, AccountKind.POT, name, description=description)
+
+
+def system_account(kind: AccountKind) -> Account:
+    """One of the scheme's own accounts: issuance, expired or settled."""
+    return _get_or_create(f"scheme:{kind.value}", kind, SYSTEM_ACCOUNT_NAMES[kind])
+
+
+def _get_or_create(key: str, kind: AccountKind, name: str, **fields) -> Account:
+    """Find the account by key or open it; safe when two requests open it at once."""
+    query = select(Account).where(Account.key == key)
+    account = db.session.execute(query).scalar_one_or_none()
+    if account is None:
+        # ON CONFLICT DO NOTHING: a concurrent opener's row wins and we read it back,
+        # instead of failing the caller's whole transaction on the unique key.
+        db.session.execute(
+            _dialect_insert(Account)
+            .values(key=key, kind=kind.value, name=name[:200], balance=0, **fields)
+            .on_conflict_do_nothing()
+        )
+        account = db.session.execute(query).scalar_one()
+    return account
+
+
+# --------------------------------------------------------------------------- operations
+
+
+def earn(
+    resident_id: int,
+    amount: int,
+    *,
+    idempotency_key: str,
+    description: str,
+    actor_id: int | None = None,
+    source: str = "",
+    expires_at: datetime | None = None,
+) -> Transaction:
+    """Issue ``amount`` new credits to the resident, in a new lot.
+
+    The lot expires ``CREDIT_VALIDITY_DAYS`` (default 365) after now, unless ``expires_at``
+    is given (imports, demo data, tests).
+    """
+    _check_amount(amount)
+    _check_key(idempotency_key)
+    request_hash = _fingerprint("earn", resident_id, amount, source, expires_at)
+    wallet = wallet_of(resident_id)
+    issuance = system_account(AccountKind.ISSUANCE)
+    accounts = _lock_accounts([wallet.id, issuance.id])
+    replay = _replay(idempotency_key, request_hash)
+    if replay is not None:
+        return replay
+    now = utcnow()
+    if expires_at is None:
+        expires_at = now + timedelta(days=_validity_days())
+    posting = Posting(TransactionKind.EARN, amount)
+    posting.leg(accounts[issuance.id], -amount, f"issued to {wallet.name}")
+    posting.leg(accounts[wallet.id], amount, f"for {description}" if description else "earned")
+    posting.new_lot(wallet.id, amount, earned_at=now, expires_at=expires_at, source=source)
+    return posting.write(
+        idempotency_key,
+        request_hash,
+        description=description,
+        actor_id=actor_id,
+        source=source,
+        now=now,
+    )
+
+
+def spend(
+    resident_id: int,
+    partner_account_id: int,
+    amount: int,
+    *,
+    idempotency_key: str,
+    description: str,
+    actor_id: int | None = None,
+) -> Transaction:
+    """Move ``amount`` from the resident's wallet to a partner, using lots that expire first."""
+    _check_amount(amount)
+    _check_key(idempotency_key)
+    request_hash = _fingerprint("spend", resident_id, partner_account_id, amount)
+    wallet = find_wallet(resident_id)
+    partner = db.session.get(Account, partner_account_id)
+    if partner is None or partner.kind != AccountKind.PARTNER:
+        raise InvalidRecipient("Credits can only be spent with a partner.")
+    if wallet is None:
+        raise InsufficientCredits(f"You have no credits yet; this needs {amount}.")
+    accounts = _lock_accounts([wallet.id, partner.id])
+    replay = _replay(idempotency_key, request_hash)
+    if replay is not None:
+        return replay
+    now = utcnow()
+    posting = Posting(TransactionKind.SPEND, amount)
+    posting.consume_lots(accounts[wallet.id], amount, now)
+    posting.leg(accounts[wallet.id], -amount, _words(f"at {partner.name}", description))
+    posting.leg(accounts[partner.id], amount, description or "redemption")
+    return posting.write(
+        idempotency_key, request_hash, description=description, actor_id=actor_id, now=now
+    )
+
+
+def gift(
+    from_resident_id: int,
+    to_account_id: int,
+    amount: int,
+    *,
+    idempotency_key: str,
+    description: str = "",
+    actor_id: int | None = None,
+) -> Transaction:
+    """Give credits to another resident's wallet or a community pot.
+
+    The receiver gets lots with the giver's expiry dates: a gift never makes credits last
+    longer.
+    """
+    _check_amount(amount)
+    _check_key(idempotency_key)
+    request_hash = _fingerprint("gift", from_resident_id, to_account_id, amount)
+    wallet = find_wallet(from_resident_id)
+    receiver = db.session.get(Account, to_account_id)
+    if receiver is None or receiver.kind not in (AccountKind.RESIDENT, AccountKind.POT):
+        raise InvalidRecipient("Credits can be given to another resident or a community pot.")
+    if wallet is not None and receiver.id == wallet.id:
+        raise InvalidRecipient("You cannot give credits to yourself.")
+    if wallet is None:
+        raise InsufficientCredits(f"You have no credits yet; this needs {amount}.")
+    accounts = _lock_accounts([wallet.id, receiver.id])
+    replay = _replay(idempotency_key, request_hash)
+    if replay is not None:
+        return replay
+    now = utcnow()
+    posting = Posting(TransactionKind.GIFT, amount)
+    for lot, taken in posting.consume_lots(accounts[wallet.id], amount, now):
+        posting.new_lot(
+            receiver.id,
+            taken,
+            earned_at=lot.earned_at,
+            expires_at=lot.expires_at,
+            source="gift",
+            parent_lot_id=lot.id,
+        )
+    posting.leg(accounts[wallet.id], -amount, _words(f"given to {receiver.name}", description))
+    posting.leg(accounts[receiver.id], amount, _words(f"from {wallet.name}", description))
+    return posting.write(
+        idempotency_key, request_hash, description=description, actor_id=actor_id, now=now
+    )
+
+
+def expire_lot(
+    lot_id: int, *, idempotency_key: str, now: datetime | None = None
+) -> Transaction | None:
+    """Move what is left of a lot past its expiry date to the expired account.
+
+    Returns None, changing nothing, when the lot has nothing left. Raises ``LotNotDue``
+    before its expiry date.
+    """
+    _check_key(idempotency_key)
+    request_hash = _fingerprint("expire", lot_id)
+    owner_id = db.session.execute(
+        select(CreditLot.account_id).where(CreditLot.id == lot_id)
+    ).scalar()
+    if owner_id is None:
+        raise LotNotFound("There is no such credit lot.")
+    expired = system_account(AccountKind.EXPIRED)
+    accounts = _lock_accounts([owner_id, expired.id])
+    replay = _replay(idempotency_key, request_hash)
+    if replay is not None:
+        return replay
+    now = now or utcnow()
+    lot = _lot_rows(select(CreditLot).where(CreditLot.id == lot_id))[0]
+    if lot.expires_at > now:
+        raise LotNotDue(f"These credits are valid until {lot.expires_at:%Y-%m-%d %H:%M} UTC.")
+    if lot.remaining == 0:
+        return None
+    amount = lot.remaining
+    posting = Posting(TransactionKind.EXPIRE, amount)
+    posting.change_lot(lot, -amount)
+    posting.leg(accounts[owner_id], -amount, f"expired unused (earned {short_date(lot.earned_at)})")
+    posting.leg(accounts[expired.id], amount, f"expired from {accounts[owner_id].name}")
+    return posting.write(
+        idempotency_key, request_hash, description=f"credits expired on lot {lot_id}", now=now
+    )
+
+
+def settle(
+    partner_account_id: int,
+    amount: int,
+    *,
+    idempotency_key: str,
+    description: str,
+    actor_id: int | None = None,
+) -> Transaction:
+    """Move credits a partner took to the settled account once the council pays for them."""
+    _check_amount(amount)
+    _check_key(idempotency_key)
+    request_hash = _fingerprint("settle", partner_account_id, amount)
+    partner = db.session.get(Account, partner_account_id)
+    if partner is None or partner.kind != AccountKind.PARTNER:
+        raise AccountNotFound("There is no such partner account.")
+    settled = system_account(AccountKind.SETTLED)
+    accounts = _lock_accounts([partner.id, settled.id])
+    replay = _replay(idempotency_key, request_hash)
+    if replay is not None:
+        return replay
+    posting = Posting(TransactionKind.SETTLE, amount)
+    posting.leg(accounts[partner.id], -amount, _words("settled", description))
+    posting.leg(accounts[settled.id], amount, _words(f"from {partner.name}", description))
+    return posting.write(idempotency_key, request_hash, description=description, actor_id=actor_id)
+
+
+def reverse(
+    transaction_id: int, *, reason: str, idempotency_key: str, actor_id: int | None
+) -> Transaction:
+    """Undo a transaction with a reversing one; the original is never changed.
+
+    Lots are put back as they were: credits a spend or gift took return to the lots they
+    came from (with their own expiry dates); credits an earn or gift created are taken back
+    from the lots they went into, or, where those were used already, from the account's
+    other lots, soonest expiring first. Refused with ``insufficient_credits`` when an account
+    no longer holds the credits (a partner already settled, a resident already spent them).
+    """
+    _check_key(idempotency_key)
+    reason = (reason or "").strip()
+    if not reason:
+        raise ReasonRequired("Say why this transaction is being reversed.")
+    original = db.session.get(Transaction, transaction_id)
+    if original is None:
+        raise TransactionNotFound("There is no such transaction.")
+    request_hash = _fingerprint("reverse", transaction_id)
+    legs = db.session.execute(
+        select(Entry.account_id, Entry.amount)
+        .where(Entry.transaction_id == transaction_id)
+        .order_by(Entry.id)
+    ).all()
+    accounts = _lock_accounts([account_id for account_id, _ in legs])
+    replay = _replay(idempotency_key, request_hash)
+    if replay is not None:
+        return replay
+    already = db.session.execute(
+        select(Transaction.id).where(Transaction.reverses_id == transaction_id)
+    ).scalar()
+    if already is not None:
+        raise AlreadyReversed(f"Transaction {transaction_id} was reversed already.")
+    now = utcnow()
+    posting = Posting(TransactionKind.REVERSE, original.amount)
+    movements = db.session.execute(
+        select(LotMovement.lot_id, LotMovement.amount)
+        .where(LotMovement.transaction_id == transaction_id)
+        .order_by(LotMovement.id)
+    ).all()
+    lots = {
+        lot.id: lot
+        for lot in _lot_rows(select(CreditLot).where(CreditLot.id.in_({m[0] for m in movements})))
+    }
+    memo = f"corrected: {reason}"
+    for account_id, amount in legs:
+        posting.leg(accounts[account_id], -amount, memo)
+    for lot_id, amount in movements:
+        lot = lots[lot_id]
+        if amount < 0:
+            posting.change_lot(lot, -amount)  # put back what was taken
+        else:
+            taken = min(posting.remaining(lot), amount)
+            if taken:
+                posting.change_lot(lot, -taken)
+            if amount > taken:
+                # The credits were used since: take the rest from the account's other lots.
+                posting.consume_lots(
+                    accounts[lot.account_id], amount - taken, now, include_expired=True
+                )
+    return posting.write(
+        idempotency_key,
+        request_hash,
+        description=original.description,
+        reason=reason,
+        actor_id=actor_id,
+        reverses_id=transaction_id,
+        now=now,
+    )
+
+
+# --------------------------------------------------------------------------- internals
+
+
+@dataclass
+class LotRow:
+    """A lot as read under its account's lock (plain values, not a session object)."""
+
+    id: int
+    account_id: int
+    amount: int
+    remaining: int
+    earned_at: datetime
+    expires_at: datetime
+
+
+def _lot_rows(query) -> list[LotRow]:
+    columns = (
+        CreditLot.id,
+        CreditLot.account_id,
+        CreditLot.amount,
+        CreditLot.remaining,
+        CreditLot.earned_at,
+        CreditLot.expires_at,
+    )
+    return [LotRow(*row) for row in db.session.execute(query.with_only_columns(*columns)).all()]
+
+
+class Posting:
+    """A transaction being assembled: legs, lot changes and new lots, written in one go."""
+
+    def __init__(self, kind: TransactionKind, amount: int):
+        self.kind = kind
+        self.amount = amount
+        self.legs: list[tuple[Account, int, str]] = []
+        self.lot_changes: dict[int, tuple[LotRow, int]] = {}
+        self.new_lots: list[dict] = []
+
+    def leg(self, account: Account, amount: int, memo: str) -> None:
+        """Add ``amount`` (signed) to ``account``."""
+        self.legs.append((account, amount, memo[:500]))
+
+    def remaining(self, lot: LotRow) -> int:
+        """What is left in ``lot`` after the changes made so far."""
+        return lot.remaining + self.lot_changes.get(lot.id, (lot, 0))[1]
+
+    def change_lot(self, lot: LotRow, delta: int) -> None:
+        current = self.lot_changes.get(lot.id, (lot, 0))[1]
+        self.lot_changes[lot.id] = (lot, current + delta)
+
+    def new_lot(self, account_id: int, amount: int, **fields) -> None:
+        self.new_lots.append({"account_id": account_id, "amount": amount, **fields})
+
+    def consume_lots(
+        self, account: Account, amount: int, now: datetime, *, include_expired: bool = False
+    ) -> list[tuple[LotRow, int]]:
+        """Take ``amount`` from the account's lots, soonest expiring first."""
+        query = select(CreditLot).where(CreditLot.account_id == account.id, CreditLot.remaining > 0)
+        if not include_expired:
+            query = query.where(CreditLot.expires_at > now)
+        lots = _lot_rows(query.order_by(CreditLot.expires_at, CreditLot.id))
+        available = sum(self.remaining(lot) for lot in lots)
+        if available < amount:
+            raise InsufficientCredits(_shortfall_message(account, available, amount))
+        taken: list[tuple[LotRow, int]] = []
+        still_needed = amount
+        for lot in lots:
+            take = min(self.remaining(lot), still_needed)
+            if take <= 0:
+                continue
+            self.change_lot(lot, -take)
+            taken.append((lot, take))
+            still_needed -= take
+            if not still_needed:
+                break
+        return taken
+
+    def write(
+        self, idempotency_key: str, request_hash: str, *, now: datetime | None = None, **fields
+    ) -> Transaction:
+        """Insert the transaction, its entries and lot changes; return the transaction."""
+        now = now or utcnow()
+        new_balances = {}
+        for account, amount, _memo in self.legs:
+            new_balances[account.id] = new_balances.get(account.id, account.balance) + amount
+        for account, _amount, _memo in self.legs:
+            if new_balances[account.id] < 0 and account.kind != AccountKind.ISSUANCE:
+                raise InsufficientCredits(
+                    _shortfall_message(
+                        account, account.balance, account.balance - new_balances[account.id]
+                    )
+                )
+        transaction = db.session.scalars(
+            _dialect_insert(Transaction)
+            .values(
+                kind=self.kind.value,
+                idempotency_key=idempotency_key,
+                request_hash=request_hash,
+                amount=self.amount,
+                created_at=now,
+                **fields,
+            )
+            .on_conflict_do_nothing()
+            .returning(Transaction)
+        ).first()
+        if transaction is None:
+            # Someone committed this key (or a reversal of the same transaction) while we
+            # waited for the lock on other accounts: answer as they did.
+            replay = _replay(idempotency_key, request_hash)
+            if replay is not None:
+                return replay
+            raise AlreadyReversed(f"Transaction {fields.get('reverses_id')} was reversed already.")
+        entry_rows = []
+        for account, amount, memo in self.legs:
+            account.balance += amount
+            entry_rows.append(
+                {
+                    "transaction_id": transaction.id,
+                    "account_id": account.id,
+                    "amount": amount,
+                    "balance_after": account.balance,
+                    "memo": memo,
+                }
+            )
+        db.session.execute(insert(Entry), entry_rows)
+        movements = []
+        if self.lot_changes:
+            changed = [(lot, delta) for lot, delta in self.lot_changes.values() if delta]
+            db.session.execute(
+                update(CreditLot),
+                [{"id": lot.id, "remaining": lot.remaining + delta} for lot, delta in changed],
+            )
+            movements += [{"lot_id": lot.id, "amount": delta} for lot, delta in changed]
+        if self.new_lots:
+            rows = [
+                {"remaining": lot["amount"], "created_by_id": transaction.id, **lot}
+                for lot in self.new_lots
+            ]
+            lot_ids = db.session.scalars(
+                insert(CreditLot).returning(CreditLot.id, sort_by_parameter_order=True), rows
+            ).all()
+            movements += [
+                {"lot_id": lot_id, "amount": row["amount"]}
+                for lot_id, row in zip(lot_ids, rows, strict=True)
+            ]
+        if movements:
+            db.session.execute(
+                insert(LotMovement),
+                [{"transaction_id": transaction.id, **movement} for movement in movements],
+            )
+        db.session.flush()
+        return transaction
+
+
+def _lock_accounts(account_ids: Iterable[int]) -> dict[int, Account]:
+    """Lock the accounts (in id order) and return them freshly read."""
+    ids = sorted(set(account_ids))
+    if db.session.get_bind().dialect.name == "sqlite":
+        # SQLite has no row locks: this no-op write takes the database's write lock now,
+        # so no one else can change a balance between our check and our write.
+        db.session.execute(
+            update(Account).where(Account.id.in_(ids)).values(balance=Account.balance),
+            execution_options={"synchronize_session": False},
+        )
+    rows = (
+        db.session.execute(
+            select(Account)
+            .where(Account.id.in_(ids))
+            .order_by(Account.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        .scalars()
+        .all()
+    )
+    if len(rows) != len(ids):
+        raise AccountNotFound("There is no such account.")
+    return {account.id: account for account in rows}
+
+
+def _replay(idempotency_key: str, request_hash: str) -> Transaction | None:
+    """The transaction already made with this key, if the request is the same one."""
+    existing = db.session.execute(
+        select(Transaction).where(Transaction.idempotency_key == idempotency_key)
+    ).scalar_one_or_none()
+    if existing is not None and existing.request_hash != request_hash:
+        raise IdempotencyConflict(
+            "This idempotency key was used for a different request. Use a new key."
+        )
+    return existing
+
+
+def _fingerprint(*request) -> str:
+    """A stable digest of what was asked (description and actor are not part of it)."""
+    text = json.dumps(
+        [value.isoformat() if isinstance(value, datetime) else value for value in request]
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _check_amount(amount) -> None:
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        raise InvalidAmount("Credit amounts are whole numbers.")
+    if amount <= 0:
+        raise InvalidAmount("The amount must be at least 1 credit.")
+    if amount > MAX_AMOUNT:
+        raise InvalidAmount(f"The amount must be at most {MAX_AMOUNT:,} credits.")
+
+
+def _check_key(key) -> None:
+    if not isinstance(key, str) or not key.strip() or len(key) > 255:
+        raise InvalidIdempotencyKey("An idempotency key (1 to 255 characters) is needed.")
+
+
+def _validity_days() -> int:
+    return int(current_app.config.get("CREDIT_VALIDITY_DAYS", DEFAULT_CREDIT_VALIDITY_DAYS))
+
+
+def _words(lead: str, description: str) -> str:
+    """``lead``, then the caller's description after a colon when there is one."""
+    description = (description or "").strip()
+    return f"{lead}: {description}" if description else lead
+
+
+def _shortfall_message(account: Account, available: int, needed: int) -> str:
+    if account.kind == AccountKind.RESIDENT:
+        return f"Not enough credits: you have {available} to use and this needs {needed}."
+    return f"Not enough credits: {account.name} holds {available} and this needs {needed}."
+
+
+def _dialect_insert(model):
+    """INSERT with ON CONFLICT support for the database in use."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(model)
+    return sqlite.insert(model)
