@@ -144,4 +144,6 @@ def register_api(app) -> Api:
 
 def api_blueprints() -> list[ApiBlueprint]:
     """Every API blueprint of the app, kernel first."""
-    return [auth_blp, people_blp]
+    from volunteering.api import volunteering_api
+
+    return [auth_blp, people_blp, volunteering_api]

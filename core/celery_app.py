@@ -15,10 +15,22 @@ BEAT_SCHEDULE: dict = {
         "task": "core.tasks.purge_expired_credentials",
         "schedule": crontab(minute=15, hour=3),
     },
+    "send-outbox": {
+        "task": "core.mail.send_outbox",
+        "schedule": 60.0,
+    },
+    "close-missed-checkouts": {
+        "task": "volunteering.tasks.close_missed_checkouts",
+        "schedule": crontab(minute="*/15"),
+    },
+    "missed-checkout-digests": {
+        "task": "volunteering.tasks.send_missed_checkout_digests",
+        "schedule": crontab(minute=0, hour=7),
+    },
 }
 
 #: Modules holding ``@shared_task`` functions, imported by the worker.
-TASK_MODULES = ["core.tasks"]
+TASK_MODULES = ["core.tasks", "core.mail", "volunteering.tasks"]
 
 
 def celery_init_app(app) -> Celery:

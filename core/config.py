@@ -67,6 +67,43 @@ def default_config(instance_path: str) -> dict:
         "OPENAPI_URL_PREFIX": "/api/v1",
         "OPENAPI_JSON_PATH": "openapi.json",
         "JSON_SORT_KEYS": False,
+        # Volunteering (volunteering/): lists organisers choose from, and the claim rules.
+        "VOLUNTEERING_CATEGORIES": [
+            "Environment",
+            "Food and lunch clubs",
+            "Gardening",
+            "Health and wellbeing",
+            "Older people",
+            "Children and young people",
+            "Sport and leisure",
+            "Arts and culture",
+            "Community support",
+        ],
+        "VOLUNTEERING_WARDS": [
+            "City and Hunslet",
+            "Chapel Allerton",
+            "Gipton and Harehills",
+            "Headingley and Hyde Park",
+            "Killingbeck and Seacroft",
+            "Roundhay",
+        ],
+        # A rotating check-in QR token is valid this many seconds.
+        "CHECKIN_TOKEN_TTL_SECONDS": 60,
+        # Check-in opens this many minutes before a session starts.
+        "CHECKIN_OPENS_MINUTES_BEFORE": 15,
+        # Minutes after the scheduled end that still count (and still accept scans).
+        "CHECKIN_GRACE_MINUTES": 15,
+        # A resident who scanned but had to sign in first has this long to finish.
+        "CHECKIN_SIGN_IN_MINUTES": 15,
+        # Credits = minutes x credits per hour / 60, rounded by: half_up, down or up.
+        "CREDIT_ROUNDING": "half_up",
+        # Claims above these wait for council approval even when nothing is flagged.
+        "CLAIM_AUTO_APPROVE_MAX_MINUTES": 240,
+        "CLAIM_AUTO_APPROVE_MAX_CREDITS": 8,
+        # More than this many hours given in one day flags the claim.
+        "CLAIM_DAILY_MAX_HOURS": 8,
+        # Attendances still open this many hours after the session end are closed and flagged.
+        "MISSED_CHECKOUT_AFTER_HOURS": 2,
     }
 
 

@@ -20,3 +20,10 @@ def activities():
 def organise():
     """The organiser's start page."""
     return render_template("volunteering/organise.html")
+
+
+@volunteering_bp.get("/c/<token>")
+@roles_required(Role.RESIDENT)
+def scan(token: str):
+    """Where a check-in QR code leads (placeholder until the scan page lands)."""
+    return render_template("volunteering/activities.html")
