@@ -144,6 +144,7 @@ def register_api(app) -> Api:
 
 def api_blueprints() -> list[ApiBlueprint]:
     """Every API blueprint of the app, kernel first."""
+    from rewards.api import wallet_api
     from volunteering.api import volunteering_api
 
-    return [auth_blp, people_blp, volunteering_api]
+    return [auth_blp, people_blp, wallet_api, volunteering_api]

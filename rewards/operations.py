@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,7 +30,8 @@ from flask import current_app
 from sqlalchemy import insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from core.errors import DomainError
+from core.audit import record
+from core.errors import ConflictError, DomainError, InvalidRequest
 from core.extensions import db
 from core.formatting import short_date
 from core.models import User
@@ -151,6 +153,21 @@ def community_pot(key: str, name: str, description: str = "") -> Account:
     if not key.startswith("pot:") or len(key) > 100:
         raise LedgerError("A pot's key starts with 'pot:'.", "invalid_key", 400)
     return _get_or_create(key, AccountKind.POT, name, description=description)
+
+
+def create_community_pot(name: str, description: str = "", *, actor_id: int | None) -> Account:
+    """Open a new community pot (council); refused with ``pot_exists`` if the name is taken."""
+    name = (name or "").strip()
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:90]
+    if not slug:
+        raise InvalidRequest("Give the pot a name.", {"name": ["Enter a name."]})
+    key = f"pot:{slug}"
+    if db.session.execute(select(Account.id).where(Account.key == key)).first():
+        raise ConflictError(f"There is already a pot called {name}.", "pot_exists")
+    pot = community_pot(key, name, description.strip())
+    actor = db.session.get(User, actor_id) if actor_id else None
+    record(actor, "ledger.pot_created", f"account:{pot.id}", details={"name": name})
+    return pot
 
 
 def system_account(kind: AccountKind) -> Account:
@@ -420,7 +437,7 @@ def reverse(
                 posting.consume_lots(
                     accounts[lot.account_id], amount - taken, now, include_expired=True
                 )
-    return posting.write(
+    reversal = posting.write(
         idempotency_key,
         request_hash,
         description=original.description,
@@ -429,6 +446,16 @@ def reverse(
         reverses_id=transaction_id,
         now=now,
     )
+    if posting.created:
+        actor = db.session.get(User, actor_id) if actor_id else None
+        record(
+            actor,
+            "ledger.reversed",
+            f"transaction:{transaction_id}",
+            reason=reason,
+            details={"reversal_id": reversal.id, "amount": original.amount},
+        )
+    return reversal
 
 
 # --------------------------------------------------------------------------- internals
@@ -467,6 +494,8 @@ class Posting:
         self.legs: list[tuple[Account, int, str]] = []
         self.lot_changes: dict[int, tuple[LotRow, int]] = {}
         self.new_lots: list[dict] = []
+        #: Set by ``write`` when it wrote a new transaction (not when it found a replay).
+        self.created = False
 
     def leg(self, account: Account, amount: int, memo: str) -> None:
         """Add ``amount`` (signed) to ``account``."""
@@ -542,6 +571,7 @@ class Posting:
             if replay is not None:
                 return replay
             raise AlreadyReversed(f"Transaction {fields.get('reverses_id')} was reversed already.")
+        self.created = True
         entry_rows = []
         for account, amount, memo in self.legs:
             account.balance += amount

@@ -59,6 +59,14 @@ def live_lots(account_id: int, limit: int = MAX_LOTS_SHOWN) -> list[LotView]:
     return [LotView(*row) for row in rows]
 
 
+def next_expiry(lots: list[LotView]) -> tuple[datetime | None, int]:
+    """When the soonest credits expire, and how many expire then."""
+    if not lots:
+        return None, 0
+    soonest = lots[0].expires_at
+    return soonest, sum(lot.remaining for lot in lots if lot.expires_at == soonest)
+
+
 @dataclass
 class HistoryItem:
     """One line of a wallet's history."""

@@ -32,10 +32,27 @@ def other_resident(create_user):
 
 
 @pytest.fixture
-def partner(ctx):
-    account = ops.partner_account("partner:1", "The Corner Café")
-    db.session.commit()
+def partner(app):
+    with app.app_context():
+        account = ops.partner_account("partner:1", "The Corner Café")
+        db.session.commit()
+        db.session.remove()
     return account
+
+
+@pytest.fixture
+def in_app(app):
+    """``in_app(function, *args)`` runs it in a fresh app context and commits (API tests,
+    whose requests must not share the test's app context, session and ``g``)."""
+
+    def run(function, *args, **kwargs):
+        with app.app_context():
+            result = function(*args, **kwargs)
+            db.session.commit()
+            db.session.remove()
+            return result
+
+    return run
 
 
 def give(resident_id: int, amount: int, *, days: int = 365, key: str | None = None):
