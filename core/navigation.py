@@ -14,7 +14,10 @@ NAVIGATION = [
     ("partners.offers", "Spend credits", {Role.RESIDENT, Role.PARTNER_STAFF}),
     ("volunteering.organise", "Organise", {Role.ORGANISER}),
     ("partners.business", "Your business", {Role.PARTNER_STAFF}),
+    ("partners.till_start", "Till", {Role.PARTNER_STAFF}),
     ("core.council", "Council", {Role.COUNCIL, Role.ADMIN}),
+    ("partners.council_partners", "Partners", {Role.COUNCIL, Role.ADMIN}),
+    ("rewards.pots", "Community pots", {Role.COUNCIL, Role.ADMIN}),
     ("core.admin_roles", "Roles", {Role.ADMIN}),
     ("core.account", "Account", set()),
 ]
