@@ -15,6 +15,7 @@ NAVIGATION = [
     ("volunteering.organise", "Organise", {Role.ORGANISER}),
     ("partners.business", "Your business", {Role.PARTNER_STAFF}),
     ("core.council", "Council", {Role.COUNCIL, Role.ADMIN}),
+    ("volunteering.council_claims", "Approvals", {Role.COUNCIL, Role.ADMIN}),
     ("rewards.pots", "Community pots", {Role.COUNCIL, Role.ADMIN}),
     ("core.admin_roles", "Roles", {Role.ADMIN}),
     ("core.account", "Account", set()),
