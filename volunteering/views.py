@@ -31,8 +31,11 @@ from core.models import Role, User
 from core.qrcodes import qr_svg
 from core.security import roles_required
 from core.timeutil import utcnow
+from volunteering import (
+    demo,  # noqa: F401 - registers the @demo_loader
+    tokens,
+)
 from volunteering import operations as ops
-from volunteering import tokens
 from volunteering.forms import (
     ActivityForm,
     ActivitySearchForm,
