@@ -1,0 +1,93 @@
+"""Configuration safety in production, and the demo data loader."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from core import create_app
+from core.config import ConfigurationError
+from core.extensions import db
+from core.models import Role, User
+from tests.conftest import app_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("secret", ["", "dev", "changeme", "short-but-random-Zq9"])
+def test_production_refuses_a_missing_or_weak_secret_key(database_url, secret):
+    with pytest.raises(ConfigurationError, match="SECRET_KEY"):
+        create_app(app_settings(database_url, CIVIC_CREDITS_ENV="production", SECRET_KEY=secret))
+
+
+def test_production_starts_with_a_strong_secret_key(make_app):
+    app = make_app(
+        CIVIC_CREDITS_ENV="production",
+        SECRET_KEY="k" * 20 + "Zq9-long-random-value",
+        SESSION_COOKIE_SECURE=None,
+    )
+    assert app.config["SESSION_COOKIE_SECURE"] is True
+
+
+def run_flask(*args, **env):
+    return subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", *args],
+        cwd=ROOT,
+        env={**os.environ, "CELERY_BROKER_URL": "memory://", **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_environment_variables_override_defaults(monkeypatch, make_app):
+    monkeypatch.setenv("SCHEME_NAME", "Leeds Time Credits")
+    monkeypatch.setenv("CIVIC_CREDITS_API_TOKEN_TTL_HOURS", "2")
+    app = make_app()
+    assert app.config["SCHEME_NAME"] == "Leeds Time Credits"
+    assert app.config["API_TOKEN_TTL_HOURS"] == 2
+    assert "Leeds Time Credits" in app.test_client().get("/").get_data(as_text=True)
+
+
+def test_demo_loader_is_refused_in_production(tmp_path):
+    url = f"sqlite:///{tmp_path / 'prod.sqlite'}"
+    result = run_flask(
+        "demo",
+        "load",
+        DATABASE_URL=url,
+        CIVIC_CREDITS_ENV="production",
+        SECRET_KEY="a-strong-production-secret-of-good-length-123",
+    )
+    assert result.returncode != 0
+    assert "production" in result.stderr
+
+
+def test_demo_load_creates_the_five_logins_and_is_idempotent(app, api):
+    from core.demo import load_demo_data
+
+    for _ in range(2):
+        with app.app_context():
+            load_demo_data()
+            db.session.commit()
+    with app.app_context():
+        users = {u.email: u.roles for u in db.session.query(User).all()}
+    assert users["resident@example.org"] >= {Role.RESIDENT}
+    assert users["organiser@example.org"] >= {Role.ORGANISER}
+    assert users["partner@example.org"] >= {Role.PARTNER_STAFF}
+    assert users["council@example.org"] >= {Role.COUNCIL}
+    assert users["admin@example.org"] >= {Role.ADMIN}
+    for email in users:
+        if not email.endswith("@example.org") or email.split("@")[0] not in {
+            "resident",
+            "organiser",
+            "partner",
+            "council",
+            "admin",
+        }:
+            continue
+        response = api.post(
+            "/api/v1/auth/token", json={"email": email, "password": "demo-password"}
+        )
+        assert response.status_code == 200, email
