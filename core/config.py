@@ -104,6 +104,12 @@ def default_config(instance_path: str) -> dict:
         "CLAIM_DAILY_MAX_HOURS": 8,
         # Attendances still open this many hours after the session end are closed and flagged.
         "MISSED_CHECKOUT_AFTER_HOURS": 2,
+        # Partners (partners/): what the scheme pays a new partner per credit, in pence
+        # (council staff can change it per partner), how long a resident's one-time spending
+        # code works, and how long partner staff may cancel a redemption themselves.
+        "PARTNER_DEFAULT_SETTLEMENT_RATE_PENCE": 100,
+        "REDEMPTION_CODE_VALIDITY_SECONDS": 300,
+        "REDEMPTION_CANCEL_WINDOW_MINUTES": 15,
     }
 
 

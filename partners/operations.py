@@ -49,10 +49,7 @@ CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
 #: Length of a code: 31**8, about 8.5e11 codes (40 bits), each valid a few minutes and
 #: looked up under a rate limit, so guessing a live one is hopeless.
 CODE_LENGTH = 8
-#: Defaults for the settings of core.config (PARTNER_*, REDEMPTION_*).
-DEFAULT_SETTLEMENT_RATE_PENCE = 100
-DEFAULT_CODE_VALIDITY_SECONDS = 300
-DEFAULT_CANCEL_WINDOW_MINUTES = 15
+#: Offers' days and hours are in the scheme's local time (SCHEME_TIMEZONE may override it).
 DEFAULT_TIMEZONE = "Europe/London"
 WEEKDAY_NAMES = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 
@@ -71,30 +68,24 @@ def ledger():
 # --- settings -------------------------------------------------------------------------------
 
 
-def setting(name: str, default):
-    """A scheme setting from the app config, with the partners package's default."""
-    return current_app.config.get(name, default)
-
-
 def default_settlement_rate() -> int:
-    return int(setting("PARTNER_DEFAULT_SETTLEMENT_RATE_PENCE", DEFAULT_SETTLEMENT_RATE_PENCE))
+    """Pence per credit a new partner is paid (PARTNER_DEFAULT_SETTLEMENT_RATE_PENCE)."""
+    return int(current_app.config["PARTNER_DEFAULT_SETTLEMENT_RATE_PENCE"])
 
 
 def code_validity() -> timedelta:
-    return timedelta(
-        seconds=int(setting("REDEMPTION_CODE_VALIDITY_SECONDS", DEFAULT_CODE_VALIDITY_SECONDS))
-    )
+    """How long a one-time code works (REDEMPTION_CODE_VALIDITY_SECONDS)."""
+    return timedelta(seconds=int(current_app.config["REDEMPTION_CODE_VALIDITY_SECONDS"]))
 
 
 def cancel_window() -> timedelta:
-    return timedelta(
-        minutes=int(setting("REDEMPTION_CANCEL_WINDOW_MINUTES", DEFAULT_CANCEL_WINDOW_MINUTES))
-    )
+    """How long staff may cancel a redemption themselves (REDEMPTION_CANCEL_WINDOW_MINUTES)."""
+    return timedelta(minutes=int(current_app.config["REDEMPTION_CANCEL_WINDOW_MINUTES"]))
 
 
 def scheme_zone() -> ZoneInfo:
     """The time zone offers' days and hours are written in."""
-    return ZoneInfo(setting("SCHEME_TIMEZONE", DEFAULT_TIMEZONE))
+    return ZoneInfo(current_app.config.get("SCHEME_TIMEZONE", DEFAULT_TIMEZONE))
 
 
 # --- partners -------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from core.extensions import db
 from core.models import Role
 from core.qrcodes import qr_svg
 from core.security import roles_required
+from partners import demo as _demo  # noqa: F401 - registers the partners' @demo_loader
 from partners import operations
 from partners.forms import (
     PARTNER_CATEGORIES,

@@ -191,3 +191,22 @@ def test_partner_redemptions_are_paginated_newest_first(
     assert council.status_code == 200
     bad = api.get(f"/api/v1/partners/{shop.partner_id}/redemptions?cursor=zz", token)
     assert bad.status_code == 400
+
+
+def test_demo_data_has_an_approved_partner_with_two_offers_and_is_idempotent(app, api):
+    from core.demo import load_demo_data
+    from partners.models import Offer, Partner
+
+    with app.app_context():
+        load_demo_data()
+        db.session.commit()
+        load_demo_data()
+        db.session.commit()
+        partners = db.session.execute(db.select(Partner)).scalars().all()
+        assert [(p.name, p.status) for p in partners] == [("The Corner Café", "approved")]
+        assert db.session.execute(db.select(db.func.count()).select_from(Offer)).scalar() == 2
+        db.session.remove()
+    login = {"email": "partner@example.org", "password": "demo-password"}
+    token = api.client.post("/api/v1/auth/token", json=login).get_json()["token"]
+    mine = api.get("/api/v1/partners", token).get_json()["items"]
+    assert [p["name"] for p in mine] == ["The Corner Café"]
