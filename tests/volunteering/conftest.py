@@ -11,6 +11,9 @@ from core.extensions import db
 from core.models import Role, User
 from core.timeutil import utcnow
 
+# The browser fixtures of tests/browser (live server, Chromium, a checked page), shared.
+from tests.browser.conftest import browser, live_server, page, playwright_driver  # noqa: F401
+
 
 @dataclass
 class Scene:
