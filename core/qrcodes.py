@@ -23,6 +23,4 @@ def qr_svg(data: str, *, title: str = "QR code") -> str:
     svg = svg[svg.index("<svg") :]
     # Label the image and give it a white background so phone cameras read it on dark screens.
     label = title.replace("&", "&amp;").replace("<", "&lt;").replace('"', "&quot;")
-    return svg.replace(
-        "<svg ", f'<svg role="img" aria-label="{label}" style="background:#fff" ', 1
-    )
+    return svg.replace("<svg ", f'<svg role="img" aria-label="{label}" style="background:#fff" ', 1)
