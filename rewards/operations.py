@@ -22,13 +22,15 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import insert, select, update
+from sqlalchemy import and_, bindparam, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm.util import identity_key
 
 from core.audit import record
 from core.errors import ConflictError, DomainError, InvalidRequest
@@ -172,7 +174,7 @@ def create_community_pot(name: str, description: str = "", *, actor_id: int | No
 
 def system_account(kind: AccountKind) -> Account:
     """One of the scheme's own accounts: issuance, expired or settled."""
-    return _get_or_create(f"scheme:{kind.value}", kind, SYSTEM_ACCOUNT_NAMES[kind])
+    return _get_or_create(_system_key(kind), kind, SYSTEM_ACCOUNT_NAMES[kind])
 
 
 def _get_or_create(key: str, kind: AccountKind, name: str, **fields) -> Account:
@@ -212,18 +214,23 @@ def earn(
     _check_amount(amount)
     _check_key(idempotency_key)
     request_hash = _fingerprint("earn", resident_id, amount, source, expires_at)
-    wallet = wallet_of(resident_id)
-    issuance = system_account(AccountKind.ISSUANCE)
-    accounts = _lock_accounts([wallet.id, issuance.id])
+    wallet_key, issuance_key = f"user:{resident_id}", _system_key(AccountKind.ISSUANCE)
+    locked = _lock_accounts(
+        keys={
+            wallet_key: lambda: wallet_of(resident_id),
+            issuance_key: lambda: system_account(AccountKind.ISSUANCE),
+        }
+    )
     replay = _replay(idempotency_key, request_hash)
     if replay is not None:
         return replay
+    wallet, issuance = locked[wallet_key], locked[issuance_key]
     now = utcnow()
     if expires_at is None:
         expires_at = now + timedelta(days=_validity_days())
     posting = Posting(TransactionKind.EARN, amount)
-    posting.leg(accounts[issuance.id], -amount, f"issued to {wallet.name}")
-    posting.leg(accounts[wallet.id], amount, f"for {description}" if description else "earned")
+    posting.leg(issuance, -amount, f"issued to {wallet.name}")
+    posting.leg(wallet, amount, f"for {description}" if description else "earned")
     posting.new_lot(wallet.id, amount, earned_at=now, expires_at=expires_at, source=source)
     return posting.write(
         idempotency_key,
@@ -248,21 +255,22 @@ def spend(
     _check_amount(amount)
     _check_key(idempotency_key)
     request_hash = _fingerprint("spend", resident_id, partner_account_id, amount)
-    wallet = find_wallet(resident_id)
-    partner = db.session.get(Account, partner_account_id)
+    wallet_key = f"user:{resident_id}"
+    locked = _lock_accounts(keys={wallet_key: None}, ids=[partner_account_id])
+    partner = locked.get(partner_account_id)
     if partner is None or partner.kind != AccountKind.PARTNER:
         raise InvalidRecipient("Credits can only be spent with a partner.")
-    if wallet is None:
-        raise InsufficientCredits(f"You have no credits yet; this needs {amount}.")
-    accounts = _lock_accounts([wallet.id, partner.id])
     replay = _replay(idempotency_key, request_hash)
     if replay is not None:
         return replay
+    wallet = locked.get(wallet_key)
+    if wallet is None:
+        raise InsufficientCredits(f"You have no credits yet; this needs {amount}.")
     now = utcnow()
     posting = Posting(TransactionKind.SPEND, amount)
-    posting.consume_lots(accounts[wallet.id], amount, now)
-    posting.leg(accounts[wallet.id], -amount, _words(f"at {partner.name}", description))
-    posting.leg(accounts[partner.id], amount, description or "redemption")
+    posting.consume_lots(wallet, amount, now)
+    posting.leg(wallet, -amount, _words(f"at {partner.name}", description))
+    posting.leg(partner, amount, description or "redemption")
     return posting.write(
         idempotency_key, request_hash, description=description, actor_id=actor_id, now=now
     )
@@ -285,21 +293,21 @@ def gift(
     _check_amount(amount)
     _check_key(idempotency_key)
     request_hash = _fingerprint("gift", from_resident_id, to_account_id, amount)
-    wallet = find_wallet(from_resident_id)
-    receiver = db.session.get(Account, to_account_id)
+    wallet_key = f"user:{from_resident_id}"
+    locked = _lock_accounts(keys={wallet_key: None}, ids=[to_account_id])
+    wallet, receiver = locked.get(wallet_key), locked.get(to_account_id)
     if receiver is None or receiver.kind not in (AccountKind.RESIDENT, AccountKind.POT):
         raise InvalidRecipient("Credits can be given to another resident or a community pot.")
     if wallet is not None and receiver.id == wallet.id:
         raise InvalidRecipient("You cannot give credits to yourself.")
-    if wallet is None:
-        raise InsufficientCredits(f"You have no credits yet; this needs {amount}.")
-    accounts = _lock_accounts([wallet.id, receiver.id])
     replay = _replay(idempotency_key, request_hash)
     if replay is not None:
         return replay
+    if wallet is None:
+        raise InsufficientCredits(f"You have no credits yet; this needs {amount}.")
     now = utcnow()
     posting = Posting(TransactionKind.GIFT, amount)
-    for lot, taken in posting.consume_lots(accounts[wallet.id], amount, now):
+    for lot, taken in posting.consume_lots(wallet, amount, now):
         posting.new_lot(
             receiver.id,
             taken,
@@ -308,8 +316,8 @@ def gift(
             source="gift",
             parent_lot_id=lot.id,
         )
-    posting.leg(accounts[wallet.id], -amount, _words(f"given to {receiver.name}", description))
-    posting.leg(accounts[receiver.id], amount, _words(f"from {wallet.name}", description))
+    posting.leg(wallet, -amount, _words(f"given to {receiver.name}", description))
+    posting.leg(receiver, amount, _words(f"from {wallet.name}", description))
     return posting.write(
         idempotency_key, request_hash, description=description, actor_id=actor_id, now=now
     )
@@ -325,27 +333,27 @@ def expire_lot(
     """
     _check_key(idempotency_key)
     request_hash = _fingerprint("expire", lot_id)
-    owner_id = db.session.execute(
-        select(CreditLot.account_id).where(CreditLot.id == lot_id)
-    ).scalar()
+    owner_id = db.session.execute(select(LOTS.c.account_id).where(LOTS.c.id == lot_id)).scalar()
     if owner_id is None:
         raise LotNotFound("There is no such credit lot.")
-    expired = system_account(AccountKind.EXPIRED)
-    accounts = _lock_accounts([owner_id, expired.id])
+    expired_key = _system_key(AccountKind.EXPIRED)
+    locked = _lock_accounts(
+        keys={expired_key: lambda: system_account(AccountKind.EXPIRED)}, ids=[owner_id]
+    )
     replay = _replay(idempotency_key, request_hash)
     if replay is not None:
         return replay
     now = now or utcnow()
-    lot = _lot_rows(select(CreditLot).where(CreditLot.id == lot_id))[0]
+    lot = _lot_rows(LOTS.c.id == lot_id)[0]
     if lot.expires_at > now:
         raise LotNotDue(f"These credits are valid until {lot.expires_at:%Y-%m-%d %H:%M} UTC.")
     if lot.remaining == 0:
         return None
-    amount = lot.remaining
+    amount, owner = lot.remaining, locked[owner_id]
     posting = Posting(TransactionKind.EXPIRE, amount)
     posting.change_lot(lot, -amount)
-    posting.leg(accounts[owner_id], -amount, f"expired unused (earned {short_date(lot.earned_at)})")
-    posting.leg(accounts[expired.id], amount, f"expired from {accounts[owner_id].name}")
+    posting.leg(owner, -amount, f"expired unused (earned {short_date(lot.earned_at)})")
+    posting.leg(locked[expired_key], amount, f"expired from {owner.name}")
     return posting.write(
         idempotency_key, request_hash, description=f"credits expired on lot {lot_id}", now=now
     )
@@ -363,17 +371,20 @@ def settle(
     _check_amount(amount)
     _check_key(idempotency_key)
     request_hash = _fingerprint("settle", partner_account_id, amount)
-    partner = db.session.get(Account, partner_account_id)
+    settled_key = _system_key(AccountKind.SETTLED)
+    locked = _lock_accounts(
+        keys={settled_key: lambda: system_account(AccountKind.SETTLED)},
+        ids=[partner_account_id],
+    )
+    partner = locked.get(partner_account_id)
     if partner is None or partner.kind != AccountKind.PARTNER:
         raise AccountNotFound("There is no such partner account.")
-    settled = system_account(AccountKind.SETTLED)
-    accounts = _lock_accounts([partner.id, settled.id])
     replay = _replay(idempotency_key, request_hash)
     if replay is not None:
         return replay
     posting = Posting(TransactionKind.SETTLE, amount)
-    posting.leg(accounts[partner.id], -amount, _words("settled", description))
-    posting.leg(accounts[settled.id], amount, _words(f"from {partner.name}", description))
+    posting.leg(partner, -amount, _words("settled", description))
+    posting.leg(locked[settled_key], amount, _words(f"from {partner.name}", description))
     return posting.write(idempotency_key, request_hash, description=description, actor_id=actor_id)
 
 
@@ -397,33 +408,30 @@ def reverse(
         raise TransactionNotFound("There is no such transaction.")
     request_hash = _fingerprint("reverse", transaction_id)
     legs = db.session.execute(
-        select(Entry.account_id, Entry.amount)
-        .where(Entry.transaction_id == transaction_id)
-        .order_by(Entry.id)
+        select(ENTRIES.c.account_id, ENTRIES.c.amount)
+        .where(ENTRIES.c.transaction_id == transaction_id)
+        .order_by(ENTRIES.c.id)
     ).all()
-    accounts = _lock_accounts([account_id for account_id, _ in legs])
+    locked = _lock_accounts(ids=[account_id for account_id, _ in legs])
     replay = _replay(idempotency_key, request_hash)
     if replay is not None:
         return replay
     already = db.session.execute(
-        select(Transaction.id).where(Transaction.reverses_id == transaction_id)
+        select(TRANSACTIONS.c.id).where(TRANSACTIONS.c.reverses_id == transaction_id)
     ).scalar()
     if already is not None:
         raise AlreadyReversed(f"Transaction {transaction_id} was reversed already.")
     now = utcnow()
     posting = Posting(TransactionKind.REVERSE, original.amount)
     movements = db.session.execute(
-        select(LotMovement.lot_id, LotMovement.amount)
-        .where(LotMovement.transaction_id == transaction_id)
-        .order_by(LotMovement.id)
+        select(MOVEMENTS.c.lot_id, MOVEMENTS.c.amount)
+        .where(MOVEMENTS.c.transaction_id == transaction_id)
+        .order_by(MOVEMENTS.c.id)
     ).all()
-    lots = {
-        lot.id: lot
-        for lot in _lot_rows(select(CreditLot).where(CreditLot.id.in_({m[0] for m in movements})))
-    }
+    lots = {lot.id: lot for lot in _lot_rows(LOTS.c.id.in_({m[0] for m in movements}))}
     memo = f"corrected: {reason}"
     for account_id, amount in legs:
-        posting.leg(accounts[account_id], -amount, memo)
+        posting.leg(locked[account_id], -amount, memo)
     for lot_id, amount in movements:
         lot = lots[lot_id]
         if amount < 0:
@@ -435,7 +443,7 @@ def reverse(
             if amount > taken:
                 # The credits were used since: take the rest from the account's other lots.
                 posting.consume_lots(
-                    accounts[lot.account_id], amount - taken, now, include_expired=True
+                    locked[lot.account_id], amount - taken, now, include_expired=True
                 )
     reversal = posting.write(
         idempotency_key,
@@ -459,6 +467,29 @@ def reverse(
 
 
 # --------------------------------------------------------------------------- internals
+# The hot path uses Core statements on the tables (cached compiled SQL, plain rows): the
+# ORM's unit of work costs more Python than the database work of a whole operation.
+
+ACCOUNTS = Account.__table__
+TRANSACTIONS = Transaction.__table__
+ENTRIES = Entry.__table__
+LOTS = CreditLot.__table__
+MOVEMENTS = LotMovement.__table__
+
+
+@dataclass
+class LockedAccount:
+    """An account row as read under its lock."""
+
+    id: int
+    key: str
+    kind: str
+    name: str
+    balance: int
+
+
+class Locked(dict):
+    """Locked accounts, found by id and by key."""
 
 
 @dataclass
@@ -473,16 +504,26 @@ class LotRow:
     expires_at: datetime
 
 
-def _lot_rows(query) -> list[LotRow]:
-    columns = (
-        CreditLot.id,
-        CreditLot.account_id,
-        CreditLot.amount,
-        CreditLot.remaining,
-        CreditLot.earned_at,
-        CreditLot.expires_at,
+#: Lots read at first when spending (see ``Posting.consume_lots``).
+FEW_LOTS = 8
+
+
+def _lot_rows(condition, limit: int | None = None) -> list[LotRow]:
+    query = (
+        select(
+            LOTS.c.id,
+            LOTS.c.account_id,
+            LOTS.c.amount,
+            LOTS.c.remaining,
+            LOTS.c.earned_at,
+            LOTS.c.expires_at,
+        )
+        .where(condition)
+        .order_by(LOTS.c.expires_at, LOTS.c.id)
     )
-    return [LotRow(*row) for row in db.session.execute(query.with_only_columns(*columns)).all()]
+    if limit is not None:
+        query = query.limit(limit)
+    return [LotRow(*row) for row in db.session.execute(query).all()]
 
 
 class Posting:
@@ -491,13 +532,13 @@ class Posting:
     def __init__(self, kind: TransactionKind, amount: int):
         self.kind = kind
         self.amount = amount
-        self.legs: list[tuple[Account, int, str]] = []
+        self.legs: list[tuple[LockedAccount, int, str]] = []
         self.lot_changes: dict[int, tuple[LotRow, int]] = {}
         self.new_lots: list[dict] = []
         #: Set by ``write`` when it wrote a new transaction (not when it found a replay).
         self.created = False
 
-    def leg(self, account: Account, amount: int, memo: str) -> None:
+    def leg(self, account: LockedAccount, amount: int, memo: str) -> None:
         """Add ``amount`` (signed) to ``account``."""
         self.legs.append((account, amount, memo[:500]))
 
@@ -513,13 +554,21 @@ class Posting:
         self.new_lots.append({"account_id": account_id, "amount": amount, **fields})
 
     def consume_lots(
-        self, account: Account, amount: int, now: datetime, *, include_expired: bool = False
+        self,
+        account: LockedAccount,
+        amount: int,
+        now: datetime,
+        *,
+        include_expired: bool = False,
     ) -> list[tuple[LotRow, int]]:
         """Take ``amount`` from the account's lots, soonest expiring first."""
-        query = select(CreditLot).where(CreditLot.account_id == account.id, CreditLot.remaining > 0)
+        condition = and_(LOTS.c.account_id == account.id, LOTS.c.remaining > 0)
         if not include_expired:
-            query = query.where(CreditLot.expires_at > now)
-        lots = _lot_rows(query.order_by(CreditLot.expires_at, CreditLot.id))
+            condition = and_(condition, LOTS.c.expires_at > now)
+        # Most spends need one or two lots: read the first few, and all only when needed.
+        lots = _lot_rows(condition, limit=FEW_LOTS)
+        if len(lots) == FEW_LOTS and sum(self.remaining(lot) for lot in lots) < amount:
+            lots = _lot_rows(condition)
         available = sum(self.remaining(lot) for lot in lots)
         if available < amount:
             raise InsufficientCredits(_shortfall_message(account, available, amount))
@@ -541,30 +590,34 @@ class Posting:
     ) -> Transaction:
         """Insert the transaction, its entries and lot changes; return the transaction."""
         now = now or utcnow()
-        new_balances = {}
+        balances: dict[int, int] = {}
         for account, amount, _memo in self.legs:
-            new_balances[account.id] = new_balances.get(account.id, account.balance) + amount
+            balances[account.id] = balances.get(account.id, account.balance) + amount
         for account, _amount, _memo in self.legs:
-            if new_balances[account.id] < 0 and account.kind != AccountKind.ISSUANCE:
-                raise InsufficientCredits(
-                    _shortfall_message(
-                        account, account.balance, account.balance - new_balances[account.id]
-                    )
-                )
-        transaction = db.session.scalars(
-            _dialect_insert(Transaction)
-            .values(
-                kind=self.kind.value,
-                idempotency_key=idempotency_key,
-                request_hash=request_hash,
-                amount=self.amount,
-                created_at=now,
-                **fields,
-            )
+            if balances[account.id] < 0 and account.kind != AccountKind.ISSUANCE:
+                needed = account.balance - balances[account.id]
+                raise InsufficientCredits(_shortfall_message(account, account.balance, needed))
+        connection = db.session.connection()
+        values = {
+            "kind": self.kind.value,
+            "idempotency_key": idempotency_key,
+            "request_hash": request_hash,
+            "amount": self.amount,
+            "created_at": now,
+            "description": "",
+            "reason": None,
+            "source": "",
+            "actor_id": None,
+            "reverses_id": None,
+            **fields,
+        }
+        transaction_id = connection.execute(
+            _dialect_insert(TRANSACTIONS)
+            .values(**values)
             .on_conflict_do_nothing()
-            .returning(Transaction)
-        ).first()
-        if transaction is None:
+            .returning(TRANSACTIONS.c.id)
+        ).scalar()
+        if transaction_id is None:
             # Someone committed this key (or a reversal of the same transaction) while we
             # waited for the lock on other accounts: answer as they did.
             replay = _replay(idempotency_key, request_hash)
@@ -577,79 +630,125 @@ class Posting:
             account.balance += amount
             entry_rows.append(
                 {
-                    "transaction_id": transaction.id,
+                    "transaction_id": transaction_id,
                     "account_id": account.id,
                     "amount": amount,
                     "balance_after": account.balance,
                     "memo": memo,
                 }
             )
-        db.session.execute(insert(Entry), entry_rows)
+        connection.execute(insert(ENTRIES), entry_rows)
+        connection.execute(
+            update(ACCOUNTS)
+            .where(ACCOUNTS.c.id == bindparam("account_id"))
+            .values(balance=bindparam("new_balance")),
+            [{"account_id": key, "new_balance": value} for key, value in balances.items()],
+        )
         movements = []
-        if self.lot_changes:
-            changed = [(lot, delta) for lot, delta in self.lot_changes.values() if delta]
-            db.session.execute(
-                update(CreditLot),
-                [{"id": lot.id, "remaining": lot.remaining + delta} for lot, delta in changed],
+        changed = [(lot, delta) for lot, delta in self.lot_changes.values() if delta]
+        if changed:
+            connection.execute(
+                update(LOTS)
+                .where(LOTS.c.id == bindparam("lot_id"))
+                .values(remaining=bindparam("new_remaining")),
+                [
+                    {"lot_id": lot.id, "new_remaining": lot.remaining + delta}
+                    for lot, delta in changed
+                ],
             )
             movements += [{"lot_id": lot.id, "amount": delta} for lot, delta in changed]
-        if self.new_lots:
-            rows = [
-                {"remaining": lot["amount"], "created_by_id": transaction.id, **lot}
-                for lot in self.new_lots
-            ]
-            lot_ids = db.session.scalars(
-                insert(CreditLot).returning(CreditLot.id, sort_by_parameter_order=True), rows
-            ).all()
-            movements += [
-                {"lot_id": lot_id, "amount": row["amount"]}
-                for lot_id, row in zip(lot_ids, rows, strict=True)
-            ]
+        for lot in self.new_lots:
+            row = {"remaining": lot["amount"], "created_by_id": transaction_id, **lot}
+            lot_id = connection.execute(insert(LOTS).values(**row).returning(LOTS.c.id)).scalar()
+            movements.append({"lot_id": lot_id, "amount": lot["amount"]})
         if movements:
-            db.session.execute(
-                insert(LotMovement),
-                [{"transaction_id": transaction.id, **movement} for movement in movements],
+            connection.execute(
+                insert(MOVEMENTS),
+                [{"transaction_id": transaction_id, **movement} for movement in movements],
             )
-        db.session.flush()
+        _forget_cached(Account, balances, "balance")
+        _forget_cached(CreditLot, [lot.id for lot, _ in changed], "remaining")
+        transaction = Transaction(id=transaction_id, **values)
+        make_transient_to_detached(transaction)
+        db.session.add(transaction)
         return transaction
 
 
-def _lock_accounts(account_ids: Iterable[int]) -> dict[int, Account]:
-    """Lock the accounts (in id order) and return them freshly read."""
-    ids = sorted(set(account_ids))
-    if db.session.get_bind().dialect.name == "sqlite":
+def _lock_accounts(
+    *, keys: dict[str, Callable[[], object] | None] | None = None, ids: Iterable[int] = ()
+) -> Locked:
+    """Lock the accounts named by key or id (in id order) and read them.
+
+    ``keys`` maps each key to a function opening that account when it does not exist yet
+    (or None: leave it missing). Returns the locked accounts by id and by key.
+    """
+    keys = keys or {}
+    ids = list(ids)
+    locked = _lock_rows(list(keys), ids)
+    missing = [key for key, opener in keys.items() if key not in locked and opener]
+    if missing:
+        for key in missing:
+            keys[key]()
+        locked = _lock_rows(list(keys), ids)
+    return locked
+
+
+def _lock_rows(keys: list[str], ids: list[int]) -> Locked:
+    db.session.flush()  # the caller's pending rows first, so our statements see them
+    conditions = []
+    if keys:
+        conditions.append(ACCOUNTS.c.key.in_(keys))
+    if ids:
+        conditions.append(ACCOUNTS.c.id.in_(ids))
+    columns = (ACCOUNTS.c.id, ACCOUNTS.c.key, ACCOUNTS.c.kind, ACCOUNTS.c.name, ACCOUNTS.c.balance)
+    connection = db.session.connection()
+    if connection.dialect.name == "sqlite":
         # SQLite has no row locks: this no-op write takes the database's write lock now,
         # so no one else can change a balance between our check and our write.
-        db.session.execute(
-            update(Account).where(Account.id.in_(ids)).values(balance=Account.balance),
-            execution_options={"synchronize_session": False},
+        statement = (
+            update(ACCOUNTS)
+            .where(or_(*conditions))
+            .values(balance=ACCOUNTS.c.balance)
+            .returning(*columns)
         )
-    rows = (
-        db.session.execute(
-            select(Account)
-            .where(Account.id.in_(ids))
-            .order_by(Account.id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
+    else:
+        statement = (
+            select(*columns).where(or_(*conditions)).order_by(ACCOUNTS.c.id).with_for_update()
         )
-        .scalars()
-        .all()
-    )
-    if len(rows) != len(ids):
-        raise AccountNotFound("There is no such account.")
-    return {account.id: account for account in rows}
+    locked = Locked()
+    for row in connection.execute(statement).all():
+        account = LockedAccount(*row)
+        locked[account.id] = locked[account.key] = account
+    return locked
+
+
+def _forget_cached(model, ids: Iterable[int], attribute: str) -> None:
+    """Expire a changed attribute of objects the session holds, so they reload it."""
+    identity_map = db.session.identity_map
+    for row_id in ids:
+        instance = identity_map.get(identity_key(model, row_id))
+        if instance is not None:
+            db.session.expire(instance, [attribute])
 
 
 def _replay(idempotency_key: str, request_hash: str) -> Transaction | None:
     """The transaction already made with this key, if the request is the same one."""
-    existing = db.session.execute(
-        select(Transaction).where(Transaction.idempotency_key == idempotency_key)
-    ).scalar_one_or_none()
-    if existing is not None and existing.request_hash != request_hash:
+    row = db.session.execute(
+        select(TRANSACTIONS.c.id, TRANSACTIONS.c.request_hash).where(
+            TRANSACTIONS.c.idempotency_key == idempotency_key
+        )
+    ).first()
+    if row is None:
+        return None
+    if row.request_hash != request_hash:
         raise IdempotencyConflict(
             "This idempotency key was used for a different request. Use a new key."
         )
-    return existing
+    return db.session.get(Transaction, row.id)
+
+
+def _system_key(kind: AccountKind) -> str:
+    return f"scheme:{kind.value}"
 
 
 def _fingerprint(*request) -> str:
@@ -684,7 +783,7 @@ def _words(lead: str, description: str) -> str:
     return f"{lead}: {description}" if description else lead
 
 
-def _shortfall_message(account: Account, available: int, needed: int) -> str:
+def _shortfall_message(account, available: int, needed: int) -> str:
     if account.kind == AccountKind.RESIDENT:
         return f"Not enough credits: you have {available} to use and this needs {needed}."
     return f"Not enough credits: {account.name} holds {available} and this needs {needed}."
