@@ -80,7 +80,9 @@ def register_blueprints(app: Flask) -> None:
     from core.api import register_api
     from core.health import health_bp
     from core.views import core_bp
+    from partners.settlement_views import settlement_bp
     from partners.views import partners_bp
+    from rewards.expiry import expiry_bp
     from rewards.views import rewards_bp
     from volunteering.views import volunteering_bp
 
@@ -89,6 +91,8 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(rewards_bp)
     app.register_blueprint(volunteering_bp)
     app.register_blueprint(partners_bp)
+    app.register_blueprint(settlement_bp)
+    app.register_blueprint(expiry_bp)
     register_api(app)
 
 
@@ -102,8 +106,12 @@ def register_error_handlers(app: Flask) -> None:
 def register_commands(app: Flask) -> None:
     """Operator commands (``flask --app wsgi ...``)."""
     from core.cli import register_cli
+    from partners.settlement import partners_cli
+    from rewards.expiry import credits_cli
 
     register_cli(app)
+    app.cli.add_command(credits_cli)
+    app.cli.add_command(partners_cli)
 
 
 def register_ledger(app: Flask) -> None:

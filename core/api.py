@@ -145,7 +145,18 @@ def register_api(app) -> Api:
 def api_blueprints() -> list[ApiBlueprint]:
     """Every API blueprint of the app, kernel first."""
     from partners.api import partners_api, redemptions_api
+    from partners.settlement_api import settlements_api
+    from reports.api import reports_api
     from rewards.api import wallet_api
     from volunteering.api import volunteering_api
 
-    return [auth_blp, people_blp, wallet_api, volunteering_api, partners_api, redemptions_api]
+    return [
+        auth_blp,
+        people_blp,
+        wallet_api,
+        volunteering_api,
+        partners_api,
+        redemptions_api,
+        reports_api,
+        settlements_api,
+    ]

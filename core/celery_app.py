@@ -27,10 +27,32 @@ BEAT_SCHEDULE: dict = {
         "task": "volunteering.tasks.send_missed_checkout_digests",
         "schedule": crontab(minute=0, hour=7),
     },
+    "expire-credits": {
+        "task": "rewards.tasks.expire_credits",
+        "schedule": crontab(minute=30, hour=2),
+    },
+    "send-expiry-reminders": {
+        "task": "rewards.tasks.send_expiry_reminders",
+        "schedule": crontab(minute=0, hour=9),
+    },
+    "settle-partners": {
+        "task": "partners.tasks.settle_partners",
+        "schedule": crontab(minute=0, hour=4, day_of_week="mon"),
+    },
+    "pay-settlements": {
+        "task": "partners.tasks.pay_settlements",
+        "schedule": crontab(minute="*/10"),
+    },
 }
 
 #: Modules holding ``@shared_task`` functions, imported by the worker.
-TASK_MODULES = ["core.tasks", "core.mail", "volunteering.tasks"]
+TASK_MODULES = [
+    "core.tasks",
+    "core.mail",
+    "volunteering.tasks",
+    "rewards.tasks",
+    "partners.tasks",
+]
 
 
 def celery_init_app(app) -> Celery:

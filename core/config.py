@@ -110,6 +110,21 @@ def default_config(instance_path: str) -> dict:
         "PARTNER_DEFAULT_SETTLEMENT_RATE_PENCE": 100,
         "REDEMPTION_CODE_VALIDITY_SECONDS": 300,
         "REDEMPTION_CANCEL_WINDOW_MINUTES": 15,
+        # Expiry (rewards/expiry.py): lots are expired this many days after their date,
+        # in batches of this many lots per commit; residents are reminded these many days
+        # before credits expire (once per lot and threshold).
+        "CREDIT_EXPIRY_GRACE_DAYS": 0,
+        "CREDIT_EXPIRY_BATCH_SIZE": 500,
+        "CREDIT_EXPIRY_REMINDER_DAYS": [30, 7],
+        # Settlement (partners/settlement.py): the period length in days (weekly, periods
+        # start on Mondays 00:00 UTC), the default budget per period in pence (None = no
+        # cap; council can set one per period), and how failed payouts are retried.
+        "SETTLEMENT_PERIOD_DAYS": 7,
+        "SETTLEMENT_BUDGET_PENCE": None,
+        "SETTLEMENT_MAX_ATTEMPTS": 5,
+        "SETTLEMENT_RETRY_BASE_SECONDS": 60,
+        "STRIPE_CURRENCY": "gbp",
+        "STRIPE_WEBHOOK_TOLERANCE_SECONDS": 300,
     }
 
 

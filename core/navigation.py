@@ -19,6 +19,7 @@ NAVIGATION = [
     ("volunteering.council_claims", "Approvals", {Role.COUNCIL, Role.ADMIN}),
     ("partners.council_partners", "Partners", {Role.COUNCIL, Role.ADMIN}),
     ("rewards.pots", "Community pots", {Role.COUNCIL, Role.ADMIN}),
+    ("settlement.council_settlements", "Payments", {Role.COUNCIL, Role.ADMIN}),
     ("core.admin_roles", "Roles", {Role.ADMIN}),
     ("core.account", "Account", set()),
 ]

@@ -61,24 +61,57 @@ def live_server(app):
     thread.join(timeout=5)
 
 
+class SharedChromium:
+    """One Playwright driver and one Chromium per process, however many conftests ask.
+
+    Other folders' conftests import these fixtures, which makes a second copy of each
+    session fixture; Playwright's sync API cannot be started twice in one process, so the
+    copies share one driver and browser, and the last copy to finish closes them.
+    """
+
+    users = 0
+    playwright = None
+    browser = None
+
+    @classmethod
+    def acquire(cls):
+        if cls.browser is None:
+            from playwright.sync_api import sync_playwright
+
+            cls.playwright = sync_playwright().start()
+            try:
+                cls.browser = cls.playwright.chromium.launch(
+                    executable_path=CHROMIUM_PATH, args=CHROMIUM_ARGS, headless=True
+                )
+            except BaseException:
+                cls.playwright.stop()
+                cls.playwright = None
+                raise
+        cls.users += 1
+        return cls.browser
+
+    @classmethod
+    def release(cls) -> None:
+        cls.users -= 1
+        if cls.users == 0:
+            cls.browser.close()
+            cls.playwright.stop()
+            cls.browser = cls.playwright = None
+
+
 @pytest.fixture(scope="session")
 def playwright_driver():
-    """Playwright's sync API, started once per worker (only if Chromium is there)."""
+    """Playwright's sync API with Chromium launched, once per worker (if Chromium is there)."""
     need("Chromium", chromium_available(), f"no executable Chromium at {CHROMIUM_PATH}")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        yield playwright
+    SharedChromium.acquire()
+    yield SharedChromium.playwright
+    SharedChromium.release()
 
 
 @pytest.fixture(scope="session")
 def browser(playwright_driver):
     """One headless Chromium per worker, reused by every test of that worker."""
-    browser = playwright_driver.chromium.launch(
-        executable_path=CHROMIUM_PATH, args=CHROMIUM_ARGS, headless=True
-    )
-    yield browser
-    browser.close()
+    return SharedChromium.browser
 
 
 @pytest.fixture
