@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import and_, bindparam, insert, or_, select, update
+from sqlalchemy import bindparam, case, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.util import identity_key
@@ -508,22 +508,37 @@ class LotRow:
 FEW_LOTS = 8
 
 
-def _lot_rows(condition, limit: int | None = None) -> list[LotRow]:
-    query = (
-        select(
-            LOTS.c.id,
-            LOTS.c.account_id,
-            LOTS.c.amount,
-            LOTS.c.remaining,
-            LOTS.c.earned_at,
-            LOTS.c.expires_at,
-        )
-        .where(condition)
-        .order_by(LOTS.c.expires_at, LOTS.c.id)
-    )
-    if limit is not None:
-        query = query.limit(limit)
-    return [LotRow(*row) for row in db.session.execute(query).all()]
+LOT_COLUMNS = (
+    LOTS.c.id,
+    LOTS.c.account_id,
+    LOTS.c.amount,
+    LOTS.c.remaining,
+    LOTS.c.earned_at,
+    LOTS.c.expires_at,
+)
+_LIVE_LOTS = (
+    select(*LOT_COLUMNS)
+    .where(LOTS.c.account_id == bindparam("account_id"), LOTS.c.remaining > 0)
+    .order_by(LOTS.c.expires_at, LOTS.c.id)
+)
+#: Live lots of an account, soonest expiring first: (unexpired only?, limited?) -> query.
+LIVE_LOTS = {
+    (True, True): _LIVE_LOTS.where(LOTS.c.expires_at > bindparam("now")).limit(bindparam("limit")),
+    (True, False): _LIVE_LOTS.where(LOTS.c.expires_at > bindparam("now")),
+    (False, True): _LIVE_LOTS.limit(bindparam("limit")),
+    (False, False): _LIVE_LOTS,
+}
+
+
+def _lot_rows(condition) -> list[LotRow]:
+    query = select(*LOT_COLUMNS).where(condition).order_by(LOTS.c.expires_at, LOTS.c.id)
+    return [LotRow(*row) for row in db.session.connection().execute(query).all()]
+
+
+def _live_lots(account_id: int, now: datetime, unexpired: bool, limit: int | None):
+    query = LIVE_LOTS[(unexpired, limit is not None)]
+    params = {"account_id": account_id, "now": now, "limit": limit}
+    return [LotRow(*row) for row in db.session.connection().execute(query, params).all()]
 
 
 class Posting:
@@ -562,13 +577,11 @@ class Posting:
         include_expired: bool = False,
     ) -> list[tuple[LotRow, int]]:
         """Take ``amount`` from the account's lots, soonest expiring first."""
-        condition = and_(LOTS.c.account_id == account.id, LOTS.c.remaining > 0)
-        if not include_expired:
-            condition = and_(condition, LOTS.c.expires_at > now)
+        unexpired = not include_expired
         # Most spends need one or two lots: read the first few, and all only when needed.
-        lots = _lot_rows(condition, limit=FEW_LOTS)
+        lots = _live_lots(account.id, now, unexpired, FEW_LOTS)
         if len(lots) == FEW_LOTS and sum(self.remaining(lot) for lot in lots) < amount:
-            lots = _lot_rows(condition)
+            lots = _live_lots(account.id, now, unexpired, None)
         available = sum(self.remaining(lot) for lot in lots)
         if available < amount:
             raise InsufficientCredits(_shortfall_message(account, available, amount))
@@ -611,12 +624,7 @@ class Posting:
             "reverses_id": None,
             **fields,
         }
-        transaction_id = connection.execute(
-            _dialect_insert(TRANSACTIONS)
-            .values(**values)
-            .on_conflict_do_nothing()
-            .returning(TRANSACTIONS.c.id)
-        ).scalar()
+        transaction_id = connection.execute(_insert_transaction(connection), values).scalar()
         if transaction_id is None:
             # Someone committed this key (or a reversal of the same transaction) while we
             # waited for the lock on other accounts: answer as they did.
@@ -638,23 +646,20 @@ class Posting:
                 }
             )
         connection.execute(insert(ENTRIES), entry_rows)
+        # One UPDATE for every account (executemany would cost a round trip each).
         connection.execute(
             update(ACCOUNTS)
-            .where(ACCOUNTS.c.id == bindparam("account_id"))
-            .values(balance=bindparam("new_balance")),
-            [{"account_id": key, "new_balance": value} for key, value in balances.items()],
+            .where(ACCOUNTS.c.id.in_(list(balances)))
+            .values(balance=case(balances, value=ACCOUNTS.c.id))
         )
         movements = []
         changed = [(lot, delta) for lot, delta in self.lot_changes.values() if delta]
         if changed:
+            remainders = {lot.id: lot.remaining + delta for lot, delta in changed}
             connection.execute(
                 update(LOTS)
-                .where(LOTS.c.id == bindparam("lot_id"))
-                .values(remaining=bindparam("new_remaining")),
-                [
-                    {"lot_id": lot.id, "new_remaining": lot.remaining + delta}
-                    for lot, delta in changed
-                ],
+                .where(LOTS.c.id.in_(list(remainders)))
+                .values(remaining=case(remainders, value=LOTS.c.id))
             )
             movements += [{"lot_id": lot.id, "amount": delta} for lot, delta in changed]
         for lot in self.new_lots:
@@ -693,30 +698,45 @@ def _lock_accounts(
     return locked
 
 
+LOCK_COLUMNS = (ACCOUNTS.c.id, ACCOUNTS.c.key, ACCOUNTS.c.kind, ACCOUNTS.c.name, ACCOUNTS.c.balance)
+_LOCK_STATEMENTS: dict[tuple, object] = {}
+
+
+def _lock_statement(dialect: str, by_keys: bool, by_ids: bool):
+    """The locking read, built once per (dialect, by key, by id): hot path."""
+    shape = (dialect, by_keys, by_ids)
+    if shape not in _LOCK_STATEMENTS:
+        conditions = []
+        if by_keys:
+            conditions.append(ACCOUNTS.c.key.in_(bindparam("keys", expanding=True)))
+        if by_ids:
+            conditions.append(ACCOUNTS.c.id.in_(bindparam("ids", expanding=True)))
+        if dialect == "sqlite":
+            # SQLite has no row locks: this no-op write takes the database's write lock
+            # now, so no one else can change a balance between our check and our write.
+            statement = (
+                update(ACCOUNTS)
+                .where(or_(*conditions))
+                .values(balance=ACCOUNTS.c.balance)
+                .returning(*LOCK_COLUMNS)
+            )
+        else:
+            statement = (
+                select(*LOCK_COLUMNS)
+                .where(or_(*conditions))
+                .order_by(ACCOUNTS.c.id)
+                .with_for_update()
+            )
+        _LOCK_STATEMENTS[shape] = statement
+    return _LOCK_STATEMENTS[shape]
+
+
 def _lock_rows(keys: list[str], ids: list[int]) -> Locked:
     db.session.flush()  # the caller's pending rows first, so our statements see them
-    conditions = []
-    if keys:
-        conditions.append(ACCOUNTS.c.key.in_(keys))
-    if ids:
-        conditions.append(ACCOUNTS.c.id.in_(ids))
-    columns = (ACCOUNTS.c.id, ACCOUNTS.c.key, ACCOUNTS.c.kind, ACCOUNTS.c.name, ACCOUNTS.c.balance)
     connection = db.session.connection()
-    if connection.dialect.name == "sqlite":
-        # SQLite has no row locks: this no-op write takes the database's write lock now,
-        # so no one else can change a balance between our check and our write.
-        statement = (
-            update(ACCOUNTS)
-            .where(or_(*conditions))
-            .values(balance=ACCOUNTS.c.balance)
-            .returning(*columns)
-        )
-    else:
-        statement = (
-            select(*columns).where(or_(*conditions)).order_by(ACCOUNTS.c.id).with_for_update()
-        )
+    statement = _lock_statement(connection.dialect.name, bool(keys), bool(ids))
     locked = Locked()
-    for row in connection.execute(statement).all():
+    for row in connection.execute(statement, {"keys": keys, "ids": ids}).all():
         account = LockedAccount(*row)
         locked[account.id] = locked[account.key] = account
     return locked
@@ -733,11 +753,9 @@ def _forget_cached(model, ids: Iterable[int], attribute: str) -> None:
 
 def _replay(idempotency_key: str, request_hash: str) -> Transaction | None:
     """The transaction already made with this key, if the request is the same one."""
-    row = db.session.execute(
-        select(TRANSACTIONS.c.id, TRANSACTIONS.c.request_hash).where(
-            TRANSACTIONS.c.idempotency_key == idempotency_key
-        )
-    ).first()
+    row = (
+        db.session.connection().execute(REPLAY_QUERY, {"idempotency_key": idempotency_key}).first()
+    )
     if row is None:
         return None
     if row.request_hash != request_hash:
@@ -745,6 +763,23 @@ def _replay(idempotency_key: str, request_hash: str) -> Transaction | None:
             "This idempotency key was used for a different request. Use a new key."
         )
     return db.session.get(Transaction, row.id)
+
+
+REPLAY_QUERY = select(TRANSACTIONS.c.id, TRANSACTIONS.c.request_hash).where(
+    TRANSACTIONS.c.idempotency_key == bindparam("idempotency_key")
+)
+_INSERT_TRANSACTION: dict[str, object] = {}
+
+
+def _insert_transaction(connection):
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING id, built once per database dialect."""
+    name = connection.dialect.name
+    if name not in _INSERT_TRANSACTION:
+        insert_for = postgresql.insert if name == "postgresql" else sqlite.insert
+        _INSERT_TRANSACTION[name] = (
+            insert_for(TRANSACTIONS).on_conflict_do_nothing().returning(TRANSACTIONS.c.id)
+        )
+    return _INSERT_TRANSACTION[name]
 
 
 def _system_key(kind: AccountKind) -> str:
