@@ -176,7 +176,7 @@ class RedemptionSchema(ma.Schema):
     offer_id = ma.fields.Integer(required=True)
     status = ma.fields.String(metadata={"enum": [s.value for s in RedemptionStatus]})
     description = ma.fields.String()
-    resident_first_name = ma.fields.Function(lambda r: r.resident.first_name)
+    resident_first_name = ma.fields.String(attribute="first_name")
     amount_pence = ma.fields.Integer()
     transaction_id = ma.fields.Integer()
     created_at = ma.fields.DateTime()
@@ -498,11 +498,7 @@ class RedemptionsResource(MethodView):
         except IntegrityError:
             # The same key raced in from another till at the same instant: answer as it was.
             db.session.rollback()
-            offer = operations.get_offer_for_till(staff, body["offer_id"])
-            previous = operations.previous_redemption(offer.partner_id, body["idempotency_key"])
-            if previous is None:
-                raise
-            redemption = operations.replayed(previous, operations.find_code(body["code"]), offer.id)
+            redemption = operations.answer_again(staff, **body)
         return redemption
 
 

@@ -274,6 +274,15 @@ class Redemption(db.Model):
     resident: Mapped[User] = relationship(foreign_keys=[resident_id])
     staff: Mapped[User | None] = relationship(foreign_keys=[staff_id])
 
+    #: The resident's first name when the till already read it (not a column): the answer
+    #: to a redemption shows it without loading the resident again.
+    resident_first_name = None
+
+    @property
+    def first_name(self) -> str:
+        """The resident's first name, for receipts."""
+        return self.resident_first_name or self.resident.first_name
+
     @property
     def amount_pence(self) -> int:
         """What the scheme owes the partner for this redemption."""

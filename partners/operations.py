@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 
 from flask import current_app
 from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import selectinload
 
 from core import accounts
 from core.audit import record
@@ -553,27 +554,38 @@ def find_code(raw) -> RedemptionCode | None:
     ).scalar_one_or_none()
 
 
+def first_word(name: str) -> str:
+    """A first name from a display name (as ``User.first_name``)."""
+    return name.split()[0] if name.strip() else ""
+
+
+CODE_ERRORS = {
+    "code_invalid": (
+        "This code is not right. Check it with the customer and type it again, or ask "
+        "them to show a new code.",
+        422,
+    ),
+    "code_expired": (
+        "This code has expired. Ask the customer to tap 'Get a new code' and show it again.",
+        422,
+    ),
+}
+
+
+def usable_code_error(code: str) -> RedemptionError:
+    message, status = CODE_ERRORS[code]
+    return RedemptionError(message, code=code, status=status)
+
+
 def usable_code(raw, now: datetime | None = None) -> RedemptionCode:
     """The code if it can be spent now; else ``code_invalid``, ``code_used`` or ``code_expired``."""
     row = find_code(raw)
-    now = now or utcnow()
     if row is None:
-        raise RedemptionError(
-            "This code is not right. Check it with the customer and type it again, or ask "
-            "them to show a new code.",
-            code="code_invalid",
-        )
+        raise usable_code_error("code_invalid")
     if row.used_at is not None:
-        raise RedemptionError(
-            "This code has already been used. Ask the customer to show a new code.",
-            code="code_used",
-            status=409,
-        )
-    if row.expires_at <= now:
-        raise RedemptionError(
-            "This code has expired. Ask the customer to tap 'Get a new code' and show it again.",
-            code="code_expired",
-        )
+        raise code_used_error()
+    if row.expires_at <= (now or utcnow()):
+        raise usable_code_error("code_expired")
     return row
 
 
@@ -649,12 +661,73 @@ def replayed(previous: Redemption, code: RedemptionCode | None, offer_id: int) -
 
 
 def get_offer_for_till(staff: User, offer_id) -> Offer:
-    """The offer, if it exists (``offer_unavailable``, 404) and ``staff`` works for its partner."""
-    offer = db.session.get(Offer, offer_id) if isinstance(offer_id, int) else None
-    if offer is None:
+    """The offer, if it exists (``offer_unavailable``, 404) and ``staff`` works for its partner.
+
+    One query: the offer, its partner and whether ``staff`` is on its staff.
+    """
+    found = None
+    if isinstance(offer_id, int) and not isinstance(offer_id, bool):
+        found = db.session.execute(
+            select(Offer, PartnerMembership.id)
+            .outerjoin(
+                PartnerMembership,
+                (PartnerMembership.partner_id == Offer.partner_id)
+                & (PartnerMembership.user_id == staff.id),
+            )
+            .where(Offer.id == offer_id)
+        ).first()
+    if found is None:
         raise RedemptionError("There is no such offer.", code="offer_unavailable", status=404)
-    require_staff(staff, offer.partner)
+    offer, membership_id = found
+    if membership_id is None or not staff.has_role(Role.PARTNER_STAFF):
+        raise ForbiddenError(
+            "You can only do this for a business you work for.", code="not_your_partner"
+        )
     return offer
+
+
+@dataclass
+class ClaimedCode:
+    """A code this transaction just marked used."""
+
+    id: int
+    resident_id: int
+    first_name: str
+
+
+def claim_code(raw, now: datetime) -> ClaimedCode | None:
+    """Mark the code used if it is unused and unexpired, in one guarded ``UPDATE`` that
+    also returns the resident's first name; None when it could not be claimed.
+
+    Two tills claiming the same code at once: the second ``UPDATE`` waits for the first
+    transaction, then finds ``used_at`` set and claims nothing.
+    """
+    code = normalise_code(raw)
+    if len(code) != CODE_LENGTH or any(c not in CODE_ALPHABET for c in code):
+        return None
+    name = select(User.display_name).where(User.id == RedemptionCode.resident_id)
+    claimed = db.session.execute(
+        update(RedemptionCode)
+        .where(
+            RedemptionCode.code_digest == code_digest(code),
+            RedemptionCode.used_at.is_(None),
+            RedemptionCode.expires_at > now,
+        )
+        .values(used_at=now)
+        .returning(RedemptionCode.id, RedemptionCode.resident_id, name.scalar_subquery())
+        .execution_options(synchronize_session=False)
+    ).first()
+    if claimed is None:
+        return None
+    return ClaimedCode(claimed[0], claimed[1], first_word(claimed[2] or ""))
+
+
+def code_used_error() -> RedemptionError:
+    return RedemptionError(
+        "This code has already been used. Ask the customer to show a new code.",
+        code="code_used",
+        status=409,
+    )
 
 
 def redeem(staff: User, *, code: str, offer_id: int, idempotency_key: str):
@@ -665,41 +738,36 @@ def redeem(staff: User, *, code: str, offer_id: int, idempotency_key: str):
     concurrency: a code is used at most once; the resident's balance never goes below zero
     (``rewards.operations.spend`` locks the wallet); a per-resident limit and the offer's
     stock are never exceeded. Any refusal after the code was claimed raises, so the
-    caller's rollback gives the code back.
+    caller's rollback gives the code back. A key used before with another code meets the
+    unique key of ``redemptions`` at the flush: ``IntegrityError``, which the caller answers
+    with ``answer_again``.
+
+    Round trips on the way to a 201: the offer with the staff check, the claim of the code
+    (returning the resident's name), the partner's ledger account, the ledger's spend, and
+    the insert. Why a code was refused, and a repeated request, are looked up only when the
+    claim fails.
     """
     offer = get_offer_for_till(staff, offer_id)
     partner = offer.partner
-    previous = previous_redemption(partner.id, idempotency_key)
-    if previous is not None:
-        return replayed(previous, find_code(code), offer.id), False
-    row = usable_code(code)
+    now = utcnow()
+    row = claim_code(code, now)
+    if row is None:
+        # Not claimed: say why. The same request sent before (or at the same instant, by a
+        # till whose claim we waited for) is answered as it was.
+        found = find_code(code)
+        if found is None:
+            raise usable_code_error("code_invalid")
+        if found.used_at is not None:
+            previous = previous_redemption(partner.id, idempotency_key)
+            if previous is not None:
+                return replayed(previous, found, offer.id), False
+            raise code_used_error()
+        raise usable_code_error("code_expired")
+    # Refusals from here raise, and the caller's rollback un-claims the code.
     refuse_own_code(staff, row)
-    reason = offer_refusal(offer)
+    reason = offer_refusal(offer, now)
     if reason:
         raise RedemptionError(reason, code="offer_unavailable")
-
-    now = utcnow()
-    claimed = db.session.execute(
-        update(RedemptionCode)
-        .where(
-            RedemptionCode.id == row.id,
-            RedemptionCode.used_at.is_(None),
-            RedemptionCode.expires_at > now,
-        )
-        .values(used_at=now)
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    if claimed != 1:
-        # Another till claimed it first; if that was this same request sent twice, answer
-        # as it was answered.
-        previous = previous_redemption(partner.id, idempotency_key)
-        if previous is not None:
-            return replayed(previous, row, offer.id), False
-        raise RedemptionError(
-            "This code has already been used. Ask the customer to show a new code.",
-            code="code_used",
-            status=409,
-        )
 
     description = f"{partner.name}: {offer.title}"
     books = ledger()
@@ -741,9 +809,23 @@ def redeem(staff: User, *, code: str, offer_id: int, idempotency_key: str):
         status=RedemptionStatus.COMPLETED.value,
         created_at=now,
     )
+    redemption.resident_first_name = row.first_name
     db.session.add(redemption)
     db.session.flush()
     return redemption, True
+
+
+def answer_again(staff: User, *, code: str, offer_id: int, idempotency_key: str) -> Redemption:
+    """After ``redeem`` met the unique key of an earlier redemption (and the caller rolled
+    back): that redemption if the request was the same, else ``idempotency_conflict``."""
+    offer = get_offer_for_till(staff, offer_id)
+    previous = previous_redemption(offer.partner_id, idempotency_key)
+    if previous is None:
+        raise ConflictError(
+            "This redemption conflicts with another made at the same moment. Try again.",
+            code="conflict",
+        )
+    return replayed(previous, find_code(code), offer.id)
 
 
 def cancel_redemption(actor: User, redemption: Redemption, reason: str) -> Redemption:
@@ -815,7 +897,14 @@ def redemptions_query(
 ):
     """A partner's redemptions, newest first, filtered."""
     query = (
-        select(Redemption).where(Redemption.partner_id == partner_id).order_by(Redemption.id.desc())
+        select(Redemption)
+        .where(Redemption.partner_id == partner_id)
+        .order_by(Redemption.id.desc())
+        .options(
+            selectinload(Redemption.offer),
+            selectinload(Redemption.resident),
+            selectinload(Redemption.staff),
+        )
     )
     if since is not None:
         query = query.where(Redemption.created_at >= since)

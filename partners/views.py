@@ -25,6 +25,7 @@ from flask import (
 )
 from flask_login import current_user
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from core.errors import DomainError, InvalidRequest
 from core.extensions import db
@@ -399,6 +400,15 @@ def till_confirm(partner_id: int):
                 idempotency_key=form.idempotency_key.data,
             )
             db.session.commit()
+        except IntegrityError:
+            # This confirmation was sent twice at once: show the receipt of the first.
+            db.session.rollback()
+            redemption = operations.answer_again(
+                current_user,
+                code=form.code.data,
+                offer_id=form.offer_id.data,
+                idempotency_key=form.idempotency_key.data,
+            )
         except DomainError as error:
             db.session.rollback()
             code_form = TillCodeForm(formdata=None)
