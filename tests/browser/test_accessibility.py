@@ -38,6 +38,8 @@ TOO_WIDE_ELEMENTS = """width => {
   for (const e of document.body.querySelectorAll('*')) {
     if (e.closest('table')) continue;
     if (e.getBoundingClientRect().right > width + 0.5) found.add(name(e));
+    // Text a box clips (visually hidden text, for one) cannot push the page wider.
+    if (getComputedStyle(e).overflowX !== 'visible') continue;
     for (const node of e.childNodes) {
       if (node.nodeType !== Node.TEXT_NODE || !node.textContent.trim()) continue;
       const range = document.createRange();

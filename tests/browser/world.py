@@ -130,6 +130,25 @@ class World:
         return self._in_app(build)
 
     @cached_property
+    def settlement_id(self) -> int:
+        """The partner's settlement for this period, made by the job once the period is over."""
+        from partners import settlement as settling
+
+        partner_id, _ = self.partner
+        self.redemption_id  # noqa: B018 - the settlement pays for this redemption
+        with self.app.test_request_context():
+            period_end = settling.period_containing(utcnow())[1]
+            after = period_end + settling.cancel_window() + timedelta(minutes=1)
+            settling.create_settlements(now=after, period_end=period_end)
+            settlement_id = db.session.execute(
+                db.select(settling.Settlement.id).where(
+                    settling.Settlement.partner_id == partner_id
+                )
+            ).scalar_one()
+            db.session.remove()
+        return settlement_id
+
+    @cached_property
     def redemption_code_id(self) -> int:
         """A one-time redemption code ``everyone`` (a resident too) has just shown."""
         from partners import operations as ops
@@ -148,4 +167,5 @@ FILLERS = {
     "offer_id": lambda world: world.partner[1],
     "rid": lambda world: world.redemption_id,
     "code_id": lambda world: world.redemption_code_id,
+    "settlement_id": lambda world: world.settlement_id,
 }
