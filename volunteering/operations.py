@@ -29,15 +29,15 @@ from datetime import datetime, timedelta
 from fractions import Fraction
 
 from flask import current_app, url_for
-from sqlalchemy import func, or_, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Integer, String, func, literal, or_, select
+from sqlalchemy.orm import joinedload
 
 from core.audit import record
 from core.errors import ConflictError, DomainError, ForbiddenError, InvalidRequest, NotFoundError
 from core.extensions import db
 from core.mail import queue_email
 from core.models import Role, RoleMembership, User
-from core.timeutil import utcnow
+from core.timeutil import UTCDateTime, utcnow
 from volunteering import tokens
 from volunteering.models import (
     Activity,
@@ -120,7 +120,9 @@ def get_activity(activity_id: int) -> Activity:
 
 
 def get_session(session_id: int) -> VolunteeringSession:
-    session = db.session.get(VolunteeringSession, session_id)
+    session = db.session.get(
+        VolunteeringSession, session_id, options=[joinedload(VolunteeringSession.activity)]
+    )
     if session is None:
         raise NotFoundError("There is no such session.")
     return session
@@ -488,9 +490,13 @@ def check_in_with_token(resident: User, token: str, nonce: str) -> ScanResult:
     ``token_invalid``, ``token_expired`` or ``session_not_open``.
     """
     scanned = tokens.read_checkin_token(token)
-    session = get_session(scanned.session_id)
     at = scanned.scanned_at or utcnow()
-    return record_scan(session, resident.id, nonce, at, AttendanceSource.QR, resident.id)
+    source = AttendanceSource.QR
+    first = first_scan(scanned.session_id, resident.id, nonce, at, source, resident.id)
+    if first is not None:
+        return first
+    session = get_session(scanned.session_id)
+    return record_scan(session, resident.id, nonce, at, source, resident.id)
 
 
 def check_in_with_card(
@@ -533,9 +539,14 @@ def record_scan(
 ) -> ScanResult:
     """Check a resident in (no attendance yet) or out (an open one), under a row lock.
 
-    Two identical requests at the same instant record once: the unique (session, resident)
-    index makes the second insert fail inside a savepoint, and it then reads the first.
+    The hot path (a first scan) is one statement: ``INSERT ... ON CONFLICT DO NOTHING
+    RETURNING id`` on the unique (session, resident) index, so two identical requests at the
+    same instant record once and need no savepoint. When the row exists already, it is read
+    with a row lock: the same nonce answers as before; otherwise the scan checks out.
     """
+    first = first_scan(session.id, resident_id, nonce, at, source, recorded_by_id)
+    if first is not None:
+        return first
     attendance = _find_attendance(session.id, resident_id)
     if attendance is not None and nonce:
         if attendance.checkin_nonce == nonce:
@@ -543,28 +554,8 @@ def record_scan(
         if attendance.checkout_nonce == nonce:
             return ScanResult("checked_out", attendance)
     require_open(session, at)
-    if attendance is None:
-        try:
-            with db.session.begin_nested():
-                attendance = Attendance(
-                    session_id=session.id,
-                    resident_id=resident_id,
-                    checked_in_at=at,
-                    source=source.value,
-                    checkin_nonce=nonce,
-                    recorded_by_id=recorded_by_id,
-                )
-                db.session.add(attendance)
-        except IntegrityError:
-            attendance = _find_attendance(session.id, resident_id)
-            if attendance is None:  # pragma: no cover - the row that won is there now
-                raise
-            if nonce and attendance.checkin_nonce == nonce:
-                return ScanResult("checked_in", attendance)
-            if nonce and attendance.checkout_nonce == nonce:
-                return ScanResult("checked_out", attendance)
-        else:
-            return ScanResult("checked_in", attendance)
+    if attendance is None:  # pragma: no cover - the insert above made it or it existed
+        raise ConflictError("Scan again.", code="retry")
     if attendance.checked_out_at is not None:
         raise ConflictError(
             "You have already checked in and out of this session.", code="already_checked_out"
@@ -574,6 +565,75 @@ def record_scan(
     db.session.flush()
     create_claim(attendance)
     return ScanResult("checked_out", attendance)
+
+
+def first_scan(
+    session_id: int,
+    resident_id: int,
+    nonce: str | None,
+    at: datetime,
+    source: AttendanceSource,
+    recorded_by_id: int,
+) -> ScanResult | None:
+    """Record a first scan in one statement, or None when it cannot be one.
+
+    ``INSERT ... SELECT`` from the session (joined to its activity) inserts only when the
+    session exists, is not cancelled, its activity is approved and ``at`` is inside the
+    check-in window; ``ON CONFLICT DO NOTHING`` on the unique (session, resident) index
+    makes a second scan, or the same scan twice at the same instant, insert nothing. None
+    means "look closer" (``record_scan`` then explains, checks out, or answers a replay).
+    """
+    opens_before = timedelta(minutes=int(setting("CHECKIN_OPENS_MINUTES_BEFORE")))
+    grace = timedelta(minutes=int(setting("CHECKIN_GRACE_MINUTES")))
+    now = utcnow()
+    values = {
+        "session_id": session_id,
+        "resident_id": resident_id,
+        "checked_in_at": at,
+        "source": source.value,
+        "checkin_nonce": nonce,
+        "recorded_by_id": recorded_by_id,
+        "created_at": now,
+    }
+    rows = (
+        select(
+            VolunteeringSession.id,
+            literal(resident_id, Integer),
+            literal(at, UTCDateTime()),
+            literal(source.value, String),
+            literal(nonce, String),
+            literal(recorded_by_id, Integer),
+            literal(now, UTCDateTime()),
+        )
+        .join(Activity, Activity.id == VolunteeringSession.activity_id)
+        .where(
+            VolunteeringSession.id == session_id,
+            VolunteeringSession.cancelled_at.is_(None),
+            Activity.status == ActivityStatus.APPROVED.value,
+            VolunteeringSession.starts_at <= at + opens_before,
+            VolunteeringSession.ends_at >= at - grace,
+        )
+    )
+    statement = (
+        _insert(Attendance)
+        .from_select(list(values), rows)
+        .on_conflict_do_nothing(index_elements=["session_id", "resident_id"])
+        .returning(Attendance.id)
+    )
+    new_id = db.session.execute(statement).scalar_one_or_none()
+    if new_id is None:
+        return None
+    # Not loaded back: the answer needs only what was just written.
+    return ScanResult("checked_in", Attendance(id=new_id, **values))
+
+
+def _insert(model):
+    """The dialect's INSERT, which has ``on_conflict_do_nothing`` (PostgreSQL and SQLite)."""
+    if db.engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(model)
 
 
 def add_attendance(
