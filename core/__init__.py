@@ -82,6 +82,7 @@ def register_blueprints(app: Flask) -> None:
     from core.views import core_bp
     from partners.settlement_views import settlement_bp
     from partners.views import partners_bp
+    from partners.webhooks import webhooks_bp
     from rewards.expiry import expiry_bp
     from rewards.views import rewards_bp
     from volunteering.views import volunteering_bp
@@ -92,6 +93,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(volunteering_bp)
     app.register_blueprint(partners_bp)
     app.register_blueprint(settlement_bp)
+    app.register_blueprint(webhooks_bp)
     app.register_blueprint(expiry_bp)
     register_api(app)
 

@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import csv
+import http.client
 import io
 import logging
 from dataclasses import dataclass, field
@@ -258,9 +259,11 @@ def send_transfer(settlement: Settlement, destination: str, now: datetime) -> bo
             },
             options={"idempotency_key": settlement.transfer_key},
         )
-    except stripe.APIConnectionError as error:
-        # No answer: the transfer may exist. Retry later with the same key.
-        fail(settlement, f"Could not reach Stripe: {error.user_message or error}", now)
+    except (stripe.APIConnectionError, OSError, http.client.HTTPException) as error:
+        # No answer (the SDK lets a connection closed mid-answer through as it is): the
+        # transfer may exist. Retry later with the same key.
+        detail = getattr(error, "user_message", None) or error or type(error).__name__
+        fail(settlement, f"Could not reach Stripe: {detail}", now)
         return False
     except stripe.StripeError as error:
         # Stripe answered and refused (or failed). Stripe keeps that answer for this key,
