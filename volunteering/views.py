@@ -540,7 +540,7 @@ def scan_cards(session_id: int):
     """Check people in and out with their printed card: the camera, or the typed number."""
     session = organised_session_or_403(session_id)
     form = CardScanForm()
-    result = None
+    result = resident = None
     if form.validate_on_submit():
         try:
             result = ops.check_in_with_card(
@@ -551,6 +551,7 @@ def scan_cards(session_id: int):
             domain_error_to_form(form, error, "card")
         else:
             db.session.commit()
+            resident = db.session.get(User, result.attendance.resident_id)
             form = CardScanForm(formdata=None)
     form.nonce.data = secrets.token_urlsafe(12)
     return (
@@ -559,6 +560,7 @@ def scan_cards(session_id: int):
             session=session,
             form=form,
             result=result,
+            resident=resident,
             is_open=ops.is_open(session),
         ),
         status_of(form),

@@ -148,9 +148,9 @@ def test_organiser_checks_a_card_in_and_out_by_number(app, client, scene):
     url = f"/organise/sessions/{scene.session_id}/scan-cards"
     number = card_number(scene.resident.id)
     first = post_form(client, url, {"card": number, "nonce": "a"})
-    assert "is checked in" in first.get_data(as_text=True)
+    assert "Resident is checked in" in first.get_data(as_text=True)
     second = post_form(client, url, {"card": number, "nonce": "b"})
-    assert "is checked out" in second.get_data(as_text=True)
+    assert "Resident is checked out" in second.get_data(as_text=True)
     wrong = post_form(client, url, {"card": "1234567", "nonce": "c"})
     assert wrong.status_code == 400
 
