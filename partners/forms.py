@@ -37,7 +37,7 @@ from wtforms.validators import (
     ValidationError,
 )
 
-from partners.models import LimitPeriod, PayoutMethod
+from partners.models import LimitPeriod
 from partners.operations import WEEKDAY_NAMES
 
 #: Kinds of business residents can search for.
@@ -282,15 +282,6 @@ class AddStaffForm(FlaskForm):
         ],
     )
     submit = SubmitField("Add colleague", widget=GovSubmitInput())
-
-
-class PayoutForm(FlaskForm):
-    payout_method = RadioField(
-        "How would you like to be paid?",
-        widget=GovRadioInput(),
-        choices=[SelectChoice(m.value, m.label) for m in PayoutMethod],
-    )
-    submit = SubmitField("Save", widget=GovSubmitInput())
 
 
 class DirectoryForm(FlaskForm):

@@ -843,6 +843,12 @@ def cancel_redemption(actor: User, redemption: Redemption, reason: str) -> Redem
     db.session.refresh(redemption, with_for_update=True)
     if redemption.status == RedemptionStatus.CANCELLED.value:
         raise ConflictError("This redemption has already been cancelled.", "already_cancelled")
+    if is_settled(redemption.id):
+        raise ConflictError(
+            "This redemption has been settled with the partner already, so it cannot be "
+            "cancelled. Ask the council's scheme team to correct it.",
+            "already_settled",
+        )
     now = utcnow()
     if not council and now - redemption.created_at > cancel_window():
         minutes = int(cancel_window().total_seconds() // 60)
@@ -877,6 +883,20 @@ def cancel_redemption(actor: User, redemption: Redemption, reason: str) -> Redem
     )
     db.session.flush()
     return redemption
+
+
+def is_settled(redemption_id: int) -> bool:
+    """True once a settlement (partners.settlement) includes the redemption."""
+    from partners.settlement import SettlementRedemption
+
+    return (
+        db.session.execute(
+            select(SettlementRedemption.id).where(
+                SettlementRedemption.redemption_id == redemption_id
+            )
+        ).first()
+        is not None
+    )
 
 
 def can_cancel_at_till(redemption: Redemption, now: datetime | None = None) -> bool:
@@ -932,3 +952,31 @@ def period_totals(partner_id: int, since: datetime, until: datetime) -> dict:
         )
     ).one()
     return {"credits": int(credits), "amount_pence": int(pence), "count": int(count)}
+
+
+def owed_and_paid(partner_id: int) -> dict:
+    """Pence owed to the partner for standing redemptions no paid settlement covers yet,
+    and pence paid to it by settlements (partners.settlement)."""
+    from partners.settlement import Settlement, SettlementRedemption, SettlementStatus
+
+    paid_redemptions = (
+        select(SettlementRedemption.redemption_id)
+        .join(Settlement, Settlement.id == SettlementRedemption.settlement_id)
+        .where(Settlement.status == SettlementStatus.PAID.value)
+    )
+    owed = db.session.execute(
+        select(
+            func.coalesce(func.sum(Redemption.credits * Redemption.settlement_rate_pence), 0)
+        ).where(
+            Redemption.partner_id == partner_id,
+            Redemption.status == RedemptionStatus.COMPLETED.value,
+            Redemption.id.not_in(paid_redemptions),
+        )
+    ).scalar_one()
+    paid = db.session.execute(
+        select(func.coalesce(func.sum(Settlement.amount_pence), 0)).where(
+            Settlement.partner_id == partner_id,
+            Settlement.status == SettlementStatus.PAID.value,
+        )
+    ).scalar_one()
+    return {"owed_pence": int(owed), "paid_pence": int(paid)}

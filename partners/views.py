@@ -41,7 +41,6 @@ from partners.forms import (
     DirectoryForm,
     OfferForm,
     PartnerRegistrationForm,
-    PayoutForm,
     ReasonForm,
     RedemptionFilterForm,
     SettlementRateForm,
@@ -55,7 +54,6 @@ from partners.models import (
     Partner,
     PartnerMembership,
     PartnerStatus,
-    PayoutMethod,
     Redemption,
     RedemptionCode,
     RedemptionStatus,
@@ -270,16 +268,14 @@ def dashboard(partner_id: int):
     rows = db.session.execute(query.limit(200)).scalars().all()
     now = datetime.now(UTC)
     this_month = operations.period_totals(partner.id, month_start(now), now + timedelta(days=1))
-    all_time = operations.period_totals(
-        partner.id, datetime(2000, 1, 1, tzinfo=UTC), now + timedelta(days=1)
-    )
+    money = operations.owed_and_paid(partner.id)
     return render_template(
         "partners/dashboard.html",
         partner=partner,
         form=form,
         rows=rows,
         this_month=this_month,
-        all_time=all_time,
+        money=money,
         can_cancel=operations.can_cancel_at_till,
         is_staff=operations.is_staff_of(current_user, partner.id),
     )
@@ -546,11 +542,10 @@ def offer_status(partner_id: int, offer_id: int, action: str):
 @partners_bp.route("/business/<int:partner_id>/staff", methods=["GET", "POST"])
 @roles_required(*STAFF)
 def staff(partner_id: int):
-    """Who works here, adding a colleague, and how the business is paid."""
+    """Who works here, and adding a colleague (how the business is paid: settlement.payouts)."""
     partner = staff_partner(partner_id)
-    form = AddStaffForm(prefix="staff")
-    payout = PayoutForm(prefix="payout", payout_method=partner.payout_method)
-    if form.submit.data and form.validate_on_submit():
+    form = AddStaffForm()
+    if form.validate_on_submit():
         try:
             membership = operations.add_staff(current_user, partner, form.email.data)
         except DomainError as error:
@@ -560,24 +555,12 @@ def staff(partner_id: int):
             db.session.commit()
             flash(f"{membership.user.display_name} can now use the till.", "success")
             return redirect(url_for("partners.staff", partner_id=partner.id))
-    elif payout.submit.data and payout.validate_on_submit():
-        operations.set_payout_method(current_user, partner, payout.payout_method.data)
-        db.session.commit()
-        flash("Payout method saved.", "success")
-        return redirect(url_for("partners.staff", partner_id=partner.id))
     people = db.session.execute(
         select(PartnerMembership).where(PartnerMembership.partner_id == partner.id)
     ).scalars()
     return (
-        render_template(
-            "partners/staff.html",
-            partner=partner,
-            people=list(people),
-            form=form,
-            payout=payout,
-            PayoutMethod=PayoutMethod,
-        ),
-        400 if form.errors or payout.errors else 200,
+        render_template("partners/staff.html", partner=partner, people=list(people), form=form),
+        status_of(form),
     )
 
 

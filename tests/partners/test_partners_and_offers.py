@@ -210,3 +210,34 @@ def test_demo_data_has_an_approved_partner_with_two_offers_and_is_idempotent(app
     token = api.client.post("/api/v1/auth/token", json=login).get_json()["token"]
     mine = api.get("/api/v1/partners", token).get_json()["items"]
     assert [p["name"] for p in mine] == ["The Corner Café"]
+
+
+def test_a_settled_redemption_cannot_be_cancelled_and_the_dashboard_counts_it(
+    app, api, client, shop, resident, new_code
+):
+    from partners.settlement import settle_partner
+    from tests.conftest import sign_in
+
+    token = api.token(shop.staff)
+    made = redeem(api, token, new_code(resident), shop.offer_id).get_json()
+    now = utcnow()
+    with app.app_context():
+        settlement = settle_partner(
+            shop.partner_id,
+            now - timedelta(days=7),
+            now + timedelta(seconds=1),
+            now + timedelta(seconds=1),
+            now,
+        )
+        assert settlement is not None
+        db.session.commit()
+        db.session.remove()
+    council = api.token(shop.council)
+    refused = api.post(
+        f"/api/v1/redemptions/{made['id']}/cancel", council, json={"reason": "Too late"}
+    )
+    assert refused.status_code == 409
+    assert refused.get_json()["error"]["code"] == "already_settled"
+    sign_in(client, shop.staff)
+    html = client.get(f"/business/{shop.partner_id}").get_data(as_text=True)
+    assert "Owed, not yet paid" in html and "£2.00" in html
