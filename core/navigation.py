@@ -11,6 +11,7 @@ from core.models import Role
 NAVIGATION = [
     ("rewards.wallet", "Your credits", {Role.RESIDENT}),
     ("volunteering.activities", "Give time", {Role.RESIDENT, Role.ORGANISER}),
+    ("volunteering.card", "Your card", {Role.RESIDENT}),
     ("partners.offers", "Spend credits", {Role.RESIDENT, Role.PARTNER_STAFF}),
     ("volunteering.organise", "Organise", {Role.ORGANISER}),
     ("partners.business", "Your business", {Role.PARTNER_STAFF}),

@@ -240,3 +240,50 @@ def test_history_pages_with_a_cursor(ctx, resident):
     third, cursor3 = history(account_id, limit=2, before=cursor2)
     assert [i.balance_after for i in first + second + third] == [5, 4, 3, 2, 1]
     assert cursor3 is None
+
+
+def test_the_same_key_twice_returns_the_first_transaction_and_moves_credits_once(
+    ctx, resident, partner
+):
+    give(resident.id, 5)
+    first = ops.spend(resident.id, partner.id, 2, idempotency_key="till:1", description="Tea")
+    db.session.commit()
+    again = ops.spend(resident.id, partner.id, 2, idempotency_key="till:1", description="Tea")
+    db.session.commit()
+    assert again.id == first.id
+    assert balance_of(resident.id) == 3
+    earned = ops.earn(resident.id, 1, idempotency_key="claim:9", description="Gardening")
+    db.session.commit()
+    assert ops.earn(resident.id, 1, idempotency_key="claim:9", description="Gardening").id == (
+        earned.id
+    )
+    db.session.commit()
+    assert balance_of(resident.id) == 4
+    assert_ledger_holds()
+
+
+def test_a_replay_is_answered_even_after_the_balance_has_gone(ctx, resident, partner):
+    give(resident.id, 2)
+    first = ops.spend(resident.id, partner.id, 2, idempotency_key="till:1", description="Tea")
+    db.session.commit()
+    assert ops.spend(resident.id, partner.id, 2, idempotency_key="till:1", description="x").id == (
+        first.id
+    )
+
+
+@pytest.mark.parametrize(
+    "second",
+    [
+        lambda r, p: ops.spend(r, p, 3, idempotency_key="till:1", description="Tea"),
+        lambda r, p: ops.earn(r, 2, idempotency_key="till:1", description="Tea"),
+    ],
+)
+def test_the_same_key_with_a_different_request_is_refused(ctx, resident, partner, second):
+    give(resident.id, 5)
+    ops.spend(resident.id, partner.id, 2, idempotency_key="till:1", description="Tea")
+    db.session.commit()
+    with pytest.raises(ops.IdempotencyConflict) as refused:
+        second(resident.id, partner.id)
+    assert refused.value.code == "idempotency_conflict" and refused.value.status == 409
+    db.session.rollback()
+    assert balance_of(resident.id) == 3
