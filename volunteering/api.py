@@ -222,7 +222,7 @@ class ClaimQuerySchema(VolunteeringPageQuerySchema):
     status = ma.fields.String(
         load_default="pending", validate=ma.validate.OneOf(["pending", "approved", "rejected"])
     )
-    flag = ma.fields.String(load_default=None)
+    flag = ma.fields.String(load_default=None, validate=ma.validate.OneOf(ops.CLAIM_FLAGS))
     organisation_id = ma.fields.Integer(load_default=None)
 
 
@@ -550,10 +550,9 @@ class Claims(MethodView):
                     .where(Activity.organisation_id == args["organisation_id"])
                 )
             )
-        page = paginate(query, Claim, args)
         if args.get("flag"):
-            page["items"] = [c for c in page["items"] if args["flag"] in (c.flags or [])]
-        return page
+            query = ops.claims_flagged(query, args["flag"])
+        return paginate(query, Claim, args)
 
 
 @volunteering_api.route("/claims/<int:claim_id>/approve")

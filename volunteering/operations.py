@@ -989,6 +989,29 @@ def send_missed_checkout_digests(now: datetime | None = None) -> int:
 # --- reading -----------------------------------------------------------------------------
 
 
+#: Every flag a claim can carry (see the module docstring).
+CLAIM_FLAGS = (
+    "manual",
+    "outside_window",
+    "missed_checkout",
+    "overlapping",
+    "daily_maximum",
+    "over_threshold",
+    "organisation_not_approved",
+)
+
+
+def claims_flagged(query, flag: str):
+    """``query`` of claims narrowed to those carrying ``flag`` (one of ``CLAIM_FLAGS``).
+
+    The flags are a JSON list; matching its text for the quoted name works the same on
+    PostgreSQL and SQLite, and is safe because ``flag`` is one of a fixed set of words.
+    """
+    if flag not in CLAIM_FLAGS:
+        raise InvalidRequest("Choose a flag from the list", {"flag": ["Not a flag."]})
+    return query.where(func.cast(Claim.flags, String).like(f'%"{flag}"%'))
+
+
 def visible_activities(user: User, status: str | None = None):
     """A query of the activities ``user`` may see: approved ones, their own, or all (council)."""
     query = select(Activity)

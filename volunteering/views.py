@@ -794,12 +794,12 @@ def council_claims():
     )
     if form.organisation.data and form.organisation.data.isdigit():
         query = query.where(Activity.organisation_id == int(form.organisation.data))
-    claims = db.session.execute(query.limit(500)).scalars().all()
-    if form.flag.data:
-        claims = [c for c in claims if form.flag.data in (c.flags or [])]
+    if form.flag.data in ops.CLAIM_FLAGS:
+        query = ops.claims_flagged(query, form.flag.data)
+    claims = db.session.execute(query.limit(200)).scalars().all()
     return render_template(
         "volunteering/council_claims.html",
-        claims=claims[:200],
+        claims=claims,
         form=form,
         status=status,
         confirm_form=ConfirmForm(),

@@ -177,3 +177,52 @@ def test_long_claims_wait_for_approval(app, api, create_user, make_session, toke
         assert claim.status == "pending"
         assert {"daily_maximum", "over_threshold"} <= set(claim.flags)
         db.session.rollback()
+
+
+def test_claims_queue_filters_by_flag_and_organisation(api, scene, make_session, tokens_of):
+    _, _, other = make_session(scene.organiser, organisation_id=scene.organisation_id)
+    add_attendance(api, scene, tokens_of, key="a")
+    start = utcnow() - timedelta(minutes=30)
+    api.post(
+        f"/api/v1/sessions/{other}/attendances",
+        tokens_of(scene.organiser),
+        json={
+            "resident_id": scene.resident.id,
+            "checked_in_at": start.isoformat(),
+            "checked_out_at": (start + timedelta(hours=1)).isoformat(),
+            "idempotency_key": "b",
+        },
+    )
+    council = tokens_of(scene.council)
+    manual = api.get("/api/v1/claims?flag=manual", council).get_json()["items"]
+    overlapping = api.get("/api/v1/claims?flag=overlapping", council).get_json()["items"]
+    assert len(manual) == 2 and len(overlapping) == 1
+    assert overlapping[0]["session_id"] == other
+    mine = api.get(f"/api/v1/claims?organisation_id={scene.organisation_id}", council)
+    assert len(mine.get_json()["items"]) == 2
+    assert api.get("/api/v1/claims?organisation_id=999", council).get_json()["items"] == []
+    bad = api.get("/api/v1/claims?flag=%25", council)
+    assert bad.status_code == 400
+
+
+def test_claims_queue_is_paginated(api, scene, create_user, tokens_of):
+    session = api.get(
+        f"/api/v1/activities/{scene.activity_id}/sessions", tokens_of(scene.organiser)
+    ).get_json()["items"][0]
+    for number in range(3):
+        resident = create_user(Role.RESIDENT)
+        api.post(
+            f"/api/v1/sessions/{scene.session_id}/attendances",
+            tokens_of(scene.organiser),
+            json={
+                "resident_id": resident.id,
+                "checked_in_at": session["starts_at"],
+                "checked_out_at": session["ends_at"],
+                "idempotency_key": f"p{number}",
+            },
+        )
+    council = tokens_of(scene.council)
+    first = api.get("/api/v1/claims?limit=2", council).get_json()
+    assert len(first["items"]) == 2 and first["next_cursor"]
+    second = api.get(f"/api/v1/claims?limit=2&cursor={first['next_cursor']}", council).get_json()
+    assert len(second["items"]) == 1 and second["next_cursor"] is None
