@@ -69,10 +69,31 @@ volunteering_bp = Blueprint(
     template_folder="templates",
     static_folder="static",
     static_url_path="/static/volunteering",
+    cli_group="volunteering",
 )
 
 UK = ZoneInfo("Europe/London")
 COUNCIL = (Role.COUNCIL, Role.ADMIN)
+
+
+@volunteering_bp.cli.command("close-missed-checkouts")
+def close_missed_checkouts_command() -> None:
+    """Close attendances left open after their session and flag their claims (the job)."""
+    import click
+
+    closed = ops.close_missed_checkouts()
+    db.session.commit()
+    click.echo(f"{len(closed)} attendance{'s' if len(closed) != 1 else ''} closed.")
+
+
+@volunteering_bp.cli.command("send-digests")
+def send_digests_command() -> None:
+    """Queue the organisers' digests of missed check-outs (the daily job)."""
+    import click
+
+    queued = ops.send_missed_checkout_digests()
+    db.session.commit()
+    click.echo(f"{queued} digest{'s' if queued != 1 else ''} queued.")
 
 
 @volunteering_bp.record_once

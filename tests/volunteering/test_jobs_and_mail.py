@@ -123,3 +123,12 @@ def test_demo_data_has_a_session_open_now_and_loads_twice(app):
         assert sum(ops.is_open(s) for s in sessions) == 1
         assert Role.ORGANISER in organiser.roles
         assert len(db.session.execute(db.select(Claim)).all()) == 1
+
+
+def test_operator_commands_run_the_jobs_by_hand(app, scene):
+    open_attendance(app, scene, hours_ago_ended=3)
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["volunteering", "close-missed-checkouts"])
+    assert result.exit_code == 0 and "1 attendance closed" in result.output
+    result = runner.invoke(args=["volunteering", "send-digests"])
+    assert result.exit_code == 0 and "1 digest queued" in result.output
