@@ -421,7 +421,7 @@ def flag_refused_codes(function):
         try:
             return function(*args, **kwargs)
         except operations.RedemptionError as error:
-            if error.code in {"code_invalid", "code_expired", "code_used"}:
+            if error.code in operations.CODE_REFUSALS:
                 g.code_refused = True
             raise
 

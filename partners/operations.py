@@ -59,6 +59,10 @@ class RedemptionError(DomainError):
     """A redemption or code was refused; ``code`` is one of API.md's."""
 
 
+#: Refusals of the code itself: they count against the caller's guessing limit.
+CODE_REFUSALS = frozenset({"code_invalid", "code_expired", "code_used"})
+
+
 def ledger():
     """``rewards.operations``, imported when first needed (the ledger is its own package)."""
     from rewards import operations

@@ -17,6 +17,7 @@ from flask import (
     abort,
     current_app,
     flash,
+    g,
     jsonify,
     redirect,
     render_template,
@@ -28,12 +29,13 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from core.errors import DomainError, InvalidRequest
-from core.extensions import db
+from core.extensions import db, limiter
 from core.models import Role
 from core.qrcodes import qr_svg
 from core.security import roles_required
 from partners import demo as _demo  # noqa: F401 - registers the partners' @demo_loader
 from partners import operations
+from partners.api import CODE_GUESS_LIMIT
 from partners.forms import (
     PARTNER_CATEGORIES,
     AddStaffForm,
@@ -351,7 +353,20 @@ def csv_safe(value: str) -> str:
     return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
+def till_user_key() -> str:
+    """Rate-limit key of the till page: the signed-in member of staff."""
+    return f"till-page:{current_user.get_id() if current_user.is_authenticated else ''}"
+
+
+def code_was_refused(response) -> bool:
+    """Only refused codes count against the guessing limit (see partners.api)."""
+    return bool(g.get("code_refused"))
+
+
 @partners_bp.route("/business/<int:partner_id>/till", methods=["GET", "POST"])
+@limiter.limit(
+    CODE_GUESS_LIMIT, methods=["POST"], key_func=till_user_key, deduct_when=code_was_refused
+)
 @roles_required(*STAFF)
 def till(partner_id: int):
     """The till: scan or type the customer's code, see what they can have, confirm."""
@@ -361,6 +376,7 @@ def till(partner_id: int):
         try:
             check = operations.check_code_at(current_user, partner, form.code.data)
         except DomainError as error:
+            g.code_refused = error.code in operations.CODE_REFUSALS
             show_error(form, error)
             form.code.errors = [error.message]
         else:

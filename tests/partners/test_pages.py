@@ -248,3 +248,15 @@ def test_staff_add_a_colleague(client, shop, create_user):
     missing = post_form(client, path, {"email": "nobody@example.org"})
     assert missing.status_code == 400
     assert "no account with this email" in missing.get_data(as_text=True)
+
+
+def test_guessing_codes_at_the_till_page_is_rate_limited(client, shop):
+    sign_in(client, shop.staff)
+    till = f"/business/{shop.partner_id}/till"
+    statuses = [
+        post_form(client, till, {"code": f"ABCD-EF{c}{d}"}).status_code
+        for c in "2345"
+        for d in "23456789"
+    ]
+    assert statuses[0] == 400
+    assert statuses[-1] == 429
