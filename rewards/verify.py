@@ -190,19 +190,19 @@ def lots_match_movements(connection, batch_size):
 
 @ledger_check("each transaction changes lots by as much as it changes their accounts")
 def movements_match_entries(connection, batch_size):
+    # One grouping over both sides (UNION ALL), not a FULL JOIN of two groupings, which
+    # SQLite can only answer with a nested loop.
     sql = """
-        SELECT COALESCE(e.transaction_id, m.transaction_id), COALESCE(e.account_id, m.account_id),
-               COALESCE(e.total, 0), COALESCE(m.total, 0)
-          FROM (SELECT e.transaction_id, e.account_id, SUM(e.amount) AS total
-                  FROM ledger_entries e JOIN ledger_accounts a ON a.id = e.account_id
-                 WHERE a.kind IN ('resident', 'pot')
-                 GROUP BY e.transaction_id, e.account_id) e
-          FULL OUTER JOIN
-               (SELECT mv.transaction_id, l.account_id, SUM(mv.amount) AS total
-                  FROM credit_lot_movements mv JOIN credit_lots l ON l.id = mv.lot_id
-                 GROUP BY mv.transaction_id, l.account_id) m
-            ON m.transaction_id = e.transaction_id AND m.account_id = e.account_id
-         WHERE COALESCE(e.total, 0) <> COALESCE(m.total, 0)
+        SELECT transaction_id, account_id, SUM(entries), SUM(lots) FROM (
+            SELECT e.transaction_id, e.account_id, e.amount AS entries, 0 AS lots
+              FROM ledger_entries e JOIN ledger_accounts a ON a.id = e.account_id
+             WHERE a.kind IN ('resident', 'pot')
+            UNION ALL
+            SELECT mv.transaction_id, l.account_id, 0, mv.amount
+              FROM credit_lot_movements mv JOIN credit_lots l ON l.id = mv.lot_id
+        ) changes
+         GROUP BY transaction_id, account_id
+        HAVING SUM(entries) <> SUM(lots)
     """
     for transaction_id, account_id, entries, lots in stream(connection, sql, batch_size):
         yield (
