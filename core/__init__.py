@@ -20,6 +20,7 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     load_config(app, test_config)
     register_extensions(app)
+    register_settings(app)
     register_templates(app)
     register_blueprints(app)
     register_error_handlers(app)
@@ -51,6 +52,13 @@ def register_extensions(app: Flask) -> None:
     login_manager.user_loader(load_login_session)
 
 
+def register_settings(app: Flask) -> None:
+    """Scheme settings saved by admins override the configured defaults (core.settings)."""
+    from core.settings import init_app
+
+    init_app(app)
+
+
 def register_templates(app: Flask) -> None:
     """Jinja sees our templates and the GOV.UK Frontend macros."""
     app.jinja_loader = ChoiceLoader(
@@ -77,12 +85,14 @@ def register_templates(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     """Pages of each package, the JSON API and the health check."""
+    from core.admin_views import admin_bp
     from core.api import register_api
     from core.health import health_bp
     from core.views import core_bp
     from partners.settlement_views import settlement_bp
     from partners.views import partners_bp
     from partners.webhooks import webhooks_bp
+    from reports.views import reports_bp
     from rewards.expiry import expiry_bp
     from rewards.views import rewards_bp
     from volunteering.views import volunteering_bp
@@ -95,6 +105,8 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(settlement_bp)
     app.register_blueprint(webhooks_bp)
     app.register_blueprint(expiry_bp)
+    app.register_blueprint(admin_bp)
+    app.register_blueprint(reports_bp)
     register_api(app)
 
 

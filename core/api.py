@@ -146,6 +146,7 @@ def api_blueprints() -> list[ApiBlueprint]:
     """Every API blueprint of the app, kernel first."""
     from partners.api import partners_api, redemptions_api
     from partners.settlement_api import settlements_api
+    from reports.api import reports_api
     from rewards.api import wallet_api
     from volunteering.api import volunteering_api
 
@@ -156,5 +157,6 @@ def api_blueprints() -> list[ApiBlueprint]:
         volunteering_api,
         partners_api,
         redemptions_api,
+        reports_api,
         settlements_api,
     ]

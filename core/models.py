@@ -63,6 +63,8 @@ class User(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     #: Set when council staff suspend the account: no sign-in, no API.
     suspended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Set when the person closed their account: personal data pseudonymised, no sign-in.
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     memberships: Mapped[list[RoleMembership]] = relationship(
         back_populates="user",
@@ -172,3 +174,21 @@ class AuditEntry(db.Model):
     details: Mapped[dict] = mapped_column(JSON, default=dict)
 
     actor: Mapped[User | None] = relationship()
+
+
+class SchemeSetting(db.Model):
+    """A scheme rule an admin changed on the settings page (core.settings).
+
+    Absent rows mean the configured default (``app.config``) applies. Every change is also
+    written to the audit trail with the old and new values.
+    """
+
+    __tablename__ = "scheme_settings"
+
+    #: The configuration key it overrides, e.g. ``CREDIT_VALIDITY_DAYS``.
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: The value, as JSON (a number, a list of strings, or null).
+    value: Mapped[object] = mapped_column(JSON, nullable=True)
+    #: When it was last changed, and by whom.
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))

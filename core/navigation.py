@@ -21,7 +21,12 @@ NAVIGATION = [
     ("partners.council_partners", "Partners", {Role.COUNCIL, Role.ADMIN}),
     ("rewards.pots", "Community pots", {Role.COUNCIL, Role.ADMIN}),
     ("settlement.council_settlements", "Payments", {Role.COUNCIL, Role.ADMIN}),
+    ("reports.dashboard", "Reports", {Role.COUNCIL, Role.ADMIN}),
+    ("reports.mine", "Your reports", {Role.ORGANISER, Role.PARTNER_STAFF}),
+    ("admin.users", "People", {Role.COUNCIL, Role.ADMIN}),
+    ("admin.audit_log", "Audit log", {Role.COUNCIL, Role.ADMIN}),
     ("core.admin_roles", "Roles", {Role.ADMIN}),
+    ("admin.scheme_settings", "Settings", {Role.ADMIN}),
     ("core.account", "Account", set()),
 ]
 
