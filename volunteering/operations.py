@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from fractions import Fraction
 
 from flask import current_app, url_for
-from sqlalchemy import Integer, String, func, literal, or_, select
+from sqlalchemy import Integer, String, bindparam, func, or_, select
 from sqlalchemy.orm import joinedload
 
 from core.audit import record
@@ -585,7 +585,6 @@ def first_scan(
     """
     opens_before = timedelta(minutes=int(setting("CHECKIN_OPENS_MINUTES_BEFORE")))
     grace = timedelta(minutes=int(setting("CHECKIN_GRACE_MINUTES")))
-    now = utcnow()
     values = {
         "session_id": session_id,
         "resident_id": resident_id,
@@ -593,47 +592,72 @@ def first_scan(
         "source": source.value,
         "checkin_nonce": nonce,
         "recorded_by_id": recorded_by_id,
-        "created_at": now,
+        "created_at": utcnow(),
     }
-    rows = (
-        select(
-            VolunteeringSession.id,
-            literal(resident_id, Integer),
-            literal(at, UTCDateTime()),
-            literal(source.value, String),
-            literal(nonce, String),
-            literal(recorded_by_id, Integer),
-            literal(now, UTCDateTime()),
+    # A Core statement built once per dialect and run on the session's connection: the
+    # hot path neither rebuilds the SQL expression nor goes through the ORM's bulk layer.
+    new_id = (
+        db.session.connection()
+        .execute(
+            first_scan_statement(db.engine.dialect.name),
+            {
+                **{f"p_{name}": value for name, value in values.items()},
+                "p_latest_start": at + opens_before,
+                "p_earliest_end": at - grace,
+            },
         )
-        .join(Activity, Activity.id == VolunteeringSession.activity_id)
-        .where(
-            VolunteeringSession.id == session_id,
-            VolunteeringSession.cancelled_at.is_(None),
-            Activity.status == ActivityStatus.APPROVED.value,
-            VolunteeringSession.starts_at <= at + opens_before,
-            VolunteeringSession.ends_at >= at - grace,
-        )
+        .scalar_one_or_none()
     )
-    statement = (
-        _insert(Attendance)
-        .from_select(list(values), rows)
-        .on_conflict_do_nothing(index_elements=["session_id", "resident_id"])
-        .returning(Attendance.id)
-    )
-    new_id = db.session.execute(statement).scalar_one_or_none()
     if new_id is None:
         return None
     # Not loaded back: the answer needs only what was just written.
     return ScanResult("checked_in", Attendance(id=new_id, **values))
 
 
-def _insert(model):
-    """The dialect's INSERT, which has ``on_conflict_do_nothing`` (PostgreSQL and SQLite)."""
-    if db.engine.dialect.name == "postgresql":
+#: ``first_scan``'s statement, per dialect.
+_FIRST_SCAN_STATEMENTS: dict = {}
+
+
+def first_scan_statement(dialect: str):
+    """``INSERT INTO attendances ... SELECT ... ON CONFLICT DO NOTHING RETURNING id``."""
+    statement = _FIRST_SCAN_STATEMENTS.get(dialect)
+    if statement is not None:
+        return statement
+    columns = [
+        ("session_id", None),
+        ("resident_id", Integer()),
+        ("checked_in_at", UTCDateTime()),
+        ("source", String()),
+        ("checkin_nonce", String()),
+        ("recorded_by_id", Integer()),
+        ("created_at", UTCDateTime()),
+    ]
+    rows = (
+        select(
+            VolunteeringSession.id,
+            *(bindparam(f"p_{name}", type_=kind) for name, kind in columns[1:]),
+        )
+        .join(Activity, Activity.id == VolunteeringSession.activity_id)
+        .where(
+            VolunteeringSession.id == bindparam("p_session_id", type_=Integer()),
+            VolunteeringSession.cancelled_at.is_(None),
+            Activity.status == ActivityStatus.APPROVED.value,
+            VolunteeringSession.starts_at <= bindparam("p_latest_start", type_=UTCDateTime()),
+            VolunteeringSession.ends_at >= bindparam("p_earliest_end", type_=UTCDateTime()),
+        )
+    )
+    if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    return insert(model)
+    statement = (
+        insert(Attendance.__table__)
+        .from_select([name for name, _ in columns], rows)
+        .on_conflict_do_nothing(index_elements=["session_id", "resident_id"])
+        .returning(Attendance.__table__.c.id)
+    )
+    _FIRST_SCAN_STATEMENTS[dialect] = statement
+    return statement
 
 
 def add_attendance(
