@@ -284,6 +284,23 @@ def scan(token: str):
     )
 
 
+@volunteering_bp.get("/my-hours")
+@roles_required(Role.RESIDENT)
+def my_hours():
+    """The resident's volunteering history: every attendance, its claim and its outcome."""
+    attendances = (
+        db.session.execute(
+            select(Attendance)
+            .where(Attendance.resident_id == current_user.id)
+            .order_by(Attendance.checked_in_at.desc())
+            .limit(200)
+        )
+        .scalars()
+        .all()
+    )
+    return render_template("volunteering/my_hours.html", attendances=attendances)
+
+
 @volunteering_bp.get("/card")
 @roles_required(Role.RESIDENT)
 def card():

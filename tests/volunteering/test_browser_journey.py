@@ -224,6 +224,6 @@ def test_new_pages_pass_axe(page, scene, create_user):
         check_axe(page, path)
     page.context.clear_cookies()
     sign_in_at(page, create_user(Role.RESIDENT))
-    for path in ["/activities", "/card"]:
+    for path in ["/activities", "/card", "/my-hours"]:
         page.goto(path)
         check_axe(page, path)

@@ -326,3 +326,27 @@ def test_organiser_schedules_a_session_in_uk_time(client, scene):
     assert response.status_code == 302, response.get_data(as_text=True)[-1500:]
     html = client.get(url).get_data(as_text=True)
     assert "Wed 1 Jul 2026, 10:00" in html
+
+
+def test_resident_sees_their_hours_and_a_rejection_reason(app, api, client, scene, tokens_of):
+    session = api.get(
+        f"/api/v1/activities/{scene.activity_id}/sessions", tokens_of(scene.organiser)
+    ).get_json()["items"][0]
+    claim = api.post(
+        f"/api/v1/sessions/{scene.session_id}/attendances",
+        tokens_of(scene.organiser),
+        json={
+            "resident_id": scene.resident.id,
+            "checked_in_at": session["starts_at"],
+            "checked_out_at": session["ends_at"],
+            "idempotency_key": "h",
+        },
+    ).get_json()["claim"]
+    api.post(
+        f"/api/v1/claims/{claim['id']}/reject",
+        tokens_of(scene.council),
+        json={"reason": "Not on the sheet"},
+    )
+    sign_in(client, scene.resident)
+    html = client.get("/my-hours").get_data(as_text=True)
+    assert "Litter pick" in html and "Rejected" in html and "Not on the sheet" in html
