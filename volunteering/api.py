@@ -465,6 +465,19 @@ def checkin_code(session: VolunteeringSession) -> dict:
     }
 
 
+@volunteering_api.route("/sessions/<int:session_id>/cancel")
+class SessionCancel(MethodView):
+    @volunteering_api.response(200, SessionSchema)
+    @volunteering_api.alt_response(409, description="session_cancelled, session_closed")
+    @volunteering_api.doc(**bearer_doc("organiser of the session"))
+    @api_auth(Role.ORGANISER)
+    def post(self, session_id):
+        """Cancel a session that has not ended; residents signed up are emailed."""
+        session = ops.cancel_session(g.api_user, ops.get_session(session_id))
+        db.session.commit()
+        return session
+
+
 @volunteering_api.route("/sessions/<int:session_id>/signup")
 class SessionSignupResource(MethodView):
     @volunteering_api.response(201, SessionSchema)

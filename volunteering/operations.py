@@ -378,6 +378,37 @@ def schedule_session(
     return session
 
 
+def cancel_session(actor: User, session: VolunteeringSession) -> VolunteeringSession:
+    """An organiser cancels a session that has not ended; everyone signed up is emailed.
+
+    A cancelled session takes no sign-ups and no scans; attendance already recorded stays.
+    """
+    require_organiser_of(actor, session.activity.organisation_id)
+    session = db.session.execute(
+        select(VolunteeringSession).where(VolunteeringSession.id == session.id).with_for_update()
+    ).scalar_one()
+    if session.cancelled_at is not None:
+        raise ConflictError("This session is already cancelled.", code="session_cancelled")
+    if session.ends_at <= utcnow():
+        raise ConflictError("This session has already ended.", code="session_closed")
+    session.cancelled_at = utcnow()
+    db.session.flush()
+    record(actor, "session.cancelled", f"session:{session.id}")
+    residents = db.session.execute(
+        select(User)
+        .join(SessionSignup, SessionSignup.resident_id == User.id)
+        .where(SessionSignup.session_id == session.id, SessionSignup.cancelled_at.is_(None))
+    ).scalars()
+    for resident in residents:
+        queue_email(
+            resident.email,
+            f"Cancelled: {session_label(session)}",
+            f"Sorry, {session.activity.organisation.name} has cancelled "
+            f"{session_label(session)} (UTC). You do not need to go.",
+        )
+    return session
+
+
 def sign_up(resident: User, session: VolunteeringSession) -> SessionSignup:
     """A resident signs up to a session that has not ended, within the activity's capacity."""
     session = db.session.execute(

@@ -522,7 +522,27 @@ def session(session_id: int):
         attendances=attendances,
         signups=signups,
         is_open=ops.is_open(session),
+        has_ended=session.ends_at <= utcnow(),
     )
+
+
+@volunteering_bp.post("/organise/sessions/<int:session_id>/cancel")
+@roles_required(Role.ORGANISER)
+def cancel_session(session_id: int):
+    """Cancel a session; residents who signed up are emailed."""
+    session = organised_session_or_403(session_id)
+    form = ConfirmForm()
+    if not form.validate_on_submit():
+        abort(400)
+    try:
+        ops.cancel_session(current_user, session)
+    except DomainError as error:
+        db.session.rollback()
+        flash(error.message, "info")
+    else:
+        db.session.commit()
+        flash("The session is cancelled. Everyone who signed up has been emailed.", "success")
+    return redirect(url_for("volunteering.session", session_id=session.id))
 
 
 @volunteering_bp.get("/organise/sessions/<int:session_id>/check-in")

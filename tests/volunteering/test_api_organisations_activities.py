@@ -199,3 +199,30 @@ def test_signup_respects_capacity(api, create_user, make_session, tokens_of):
         == 204
     )
     assert api.post(f"/api/v1/sessions/{session_id}/signup", tokens_of(second)).status_code == 201
+
+
+def test_cancelled_session_takes_no_scans_and_tells_residents(api, app, scene, tokens_of):
+    from core.extensions import db
+    from core.mail import OutboxMessage
+
+    assert api.post(f"/api/v1/sessions/{scene.session_id}/signup", tokens_of(scene.resident))
+    code = api.get(
+        f"/api/v1/sessions/{scene.session_id}/checkin-code", tokens_of(scene.organiser)
+    ).get_json()
+    cancelled = api.post(f"/api/v1/sessions/{scene.session_id}/cancel", tokens_of(scene.organiser))
+    assert cancelled.status_code == 200 and cancelled.get_json()["cancelled_at"]
+    again = api.post(f"/api/v1/sessions/{scene.session_id}/cancel", tokens_of(scene.organiser))
+    assert again.status_code == 409
+    scan = api.post(
+        "/api/v1/checkins", tokens_of(scene.resident), json={"token": code["token"], "nonce": "n"}
+    )
+    assert scan.get_json()["error"]["code"] == "session_not_open"
+    with app.app_context():
+        subjects = (
+            db.session.execute(
+                db.select(OutboxMessage.subject).where(OutboxMessage.to == scene.resident.email)
+            )
+            .scalars()
+            .all()
+        )
+    assert any(subject.startswith("Cancelled:") for subject in subjects)

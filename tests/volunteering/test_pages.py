@@ -350,3 +350,12 @@ def test_resident_sees_their_hours_and_a_rejection_reason(app, api, client, scen
     sign_in(client, scene.resident)
     html = client.get("/my-hours").get_data(as_text=True)
     assert "Litter pick" in html and "Rejected" in html and "Not on the sheet" in html
+
+
+def test_organiser_cancels_a_session_from_its_page(client, scene):
+    sign_in(client, scene.organiser)
+    page = f"/organise/sessions/{scene.session_id}"
+    response = post_form(client, f"{page}/cancel", {}, page=page)
+    assert response.status_code == 302
+    html = client.get(page).get_data(as_text=True)
+    assert "Cancelled" in html and "Cancel the session" not in html
