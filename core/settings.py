@@ -356,10 +356,11 @@ def set_setting(actor: User, name: str, value: Any, reason: str | None = None) -
     definition = BY_NAME.get(name)
     if definition is None:
         raise InvalidRequest(f"There is no setting called {name}.", {name: ["Unknown setting."]})
-    old = get_setting(name)
+    # Compared with what is saved (not this process's copy, which may be seconds old).
+    row = db.session.get(SchemeSetting, name, with_for_update=True)
+    old = row.value if row is not None else configured_default(name)
     if old == value:
         return False
-    row = db.session.get(SchemeSetting, name)
     if row is None:
         row = SchemeSetting(name=name)
         db.session.add(row)
