@@ -118,21 +118,22 @@ def test_a_run_that_crashes_halfway_is_finished_by_the_next(world, past, monkeyp
     from rewards import expiry
 
     lots = make_due_lots(world, past, residents=2, lots_each=5)
-    real = expiry._expire_one
+    real = expiry.expire_batch
     calls = {"n": 0}
 
-    def crash_on_the_seventh(*args):
+    def crash_in_the_third_batch(lot_ids, now):
         calls["n"] += 1
-        if calls["n"] == 7:
+        done = real(lot_ids, now)  # written, not committed
+        if calls["n"] == 3:
             raise RuntimeError("worker lost")
-        return real(*args)
+        return done
 
-    monkeypatch.setattr(expiry, "_expire_one", crash_on_the_seventh)
+    monkeypatch.setattr(expiry, "expire_batch", crash_in_the_third_batch)
     with pytest.raises(RuntimeError):
         world.run(expiry.expire_due_lots, batch_size=3)
     # Two batches (6 lots) were committed; the third was rolled back whole.
     assert world.count(CreditLot, CreditLot.remaining == 0) == 6
-    monkeypatch.setattr(expiry, "_expire_one", real)
+    monkeypatch.setattr(expiry, "expire_batch", real)
 
     report = world.run(expiry.expire_due_lots, batch_size=3)
 
@@ -177,14 +178,15 @@ def test_two_runs_on_postgres_share_the_work_with_skip_locked(postgres_required,
 
     lots = make_due_lots(world, past, residents=4, lots_each=10, amount=1)
     reports = []
-    real = expiry._expire_one
+    real = expiry.expire_batch
 
     def slow(*args):
-        time.sleep(0.01)
-        return real(*args)
+        done = real(*args)
+        time.sleep(0.1)
+        return done
 
     expiry_module_patch = pytest.MonkeyPatch()
-    expiry_module_patch.setattr(expiry, "_expire_one", slow)
+    expiry_module_patch.setattr(expiry, "expire_batch", slow)
     try:
 
         def run():
@@ -208,11 +210,12 @@ import sys, time
 from core import create_app
 from rewards import expiry
 app = create_app()
-real = expiry._expire_one
+real = expiry.expire_batch
 def slow(*args):
-    time.sleep(0.05)
-    return real(*args)
-expiry._expire_one = slow
+    done = real(*args)  # written, then a pause before the commit: killed in between
+    time.sleep(0.3)
+    return done
+expiry.expire_batch = slow
 def progress(report):
     print(f"batch {report.batches}", flush=True)
 with app.app_context():
@@ -276,3 +279,46 @@ def test_the_beat_task_is_scheduled_and_runs(app, world, past):
     make_due_lots(world, past, residents=1, lots_each=2)
     task = app.extensions["celery"].tasks["rewards.tasks.expire_credits"]
     assert task.apply().get() == 2
+
+
+def test_the_batch_writes_what_expire_lot_writes(world, past):
+    """The job's set-based batch and the ledger's own ``expire_lot`` leave the same rows."""
+    from rewards import operations as ledger
+    from rewards.expiry import expire_batch, lot_expiry_key
+    from rewards.models import Entry, LotMovement
+
+    robin, sam = world.resident("Robin"), world.resident("Sam")
+    by_ledger, by_batch = world.earn(robin, 4, expires_at=past), world.earn(sam, 4, expires_at=past)
+    now = utcnow()
+    with world.app.app_context():
+        ledger.expire_lot(by_ledger, idempotency_key=lot_expiry_key(by_ledger), now=now)
+        assert expire_batch([by_batch], now) == {by_batch: 4}
+        assert expire_batch([by_batch], now) == {}  # its key is taken: left alone
+        db.session.commit()
+
+        def written(lot_id):
+            tx = db.session.execute(
+                select(Transaction).where(Transaction.idempotency_key == lot_expiry_key(lot_id))
+            ).scalar_one()
+            entries = db.session.execute(
+                select(Entry.amount, Entry.memo).where(Entry.transaction_id == tx.id)
+            ).all()
+            moves = db.session.execute(
+                select(LotMovement.amount).where(LotMovement.transaction_id == tx.id)
+            ).scalars()
+            return (
+                tx.kind,
+                tx.amount,
+                tx.description.replace(str(lot_id), "N"),
+                sorted((a, m.replace("Robin", "X").replace("Sam", "X")) for a, m in entries),
+                list(moves),
+            ), tx.request_hash
+
+        (ledger_rows, ledger_hash), (batch_rows, batch_hash) = written(by_ledger), written(by_batch)
+        assert ledger_rows == batch_rows
+        # A later expire_lot with the key is a replay, not a conflict: same request hash.
+        replay = ledger.expire_lot(by_batch, idempotency_key=lot_expiry_key(by_batch), now=now)
+        assert replay.request_hash == batch_hash != ledger_hash
+        db.session.rollback()
+        db.session.remove()
+    verify(world)
