@@ -569,6 +569,7 @@ CODE_ERRORS = {
         "them to show a new code.",
         422,
     ),
+    "code_used": ("This code has already been used. Ask the customer to show a new code.", 409),
     "code_expired": (
         "This code has expired. Ask the customer to tap 'Get a new code' and show it again.",
         422,
@@ -576,20 +577,27 @@ CODE_ERRORS = {
 }
 
 
-def usable_code_error(code: str) -> RedemptionError:
-    message, status = CODE_ERRORS[code]
-    return RedemptionError(message, code=code, status=status)
+def code_refusal(row: RedemptionCode | None, now: datetime) -> RedemptionError | None:
+    """Why the code cannot be spent now (``code_invalid``, ``code_used``, ``code_expired``),
+    or None when it can."""
+    if row is None:
+        reason = "code_invalid"
+    elif row.used_at is not None:
+        reason = "code_used"
+    elif row.expires_at <= now:
+        reason = "code_expired"
+    else:
+        return None
+    message, status = CODE_ERRORS[reason]
+    return RedemptionError(message, code=reason, status=status)
 
 
 def usable_code(raw, now: datetime | None = None) -> RedemptionCode:
     """The code if it can be spent now; else ``code_invalid``, ``code_used`` or ``code_expired``."""
     row = find_code(raw)
-    if row is None:
-        raise usable_code_error("code_invalid")
-    if row.used_at is not None:
-        raise code_used_error()
-    if row.expires_at <= (now or utcnow()):
-        raise usable_code_error("code_expired")
+    refusal = code_refusal(row, now or utcnow())
+    if refusal is not None:
+        raise refusal
     return row
 
 
@@ -727,11 +735,8 @@ def claim_code(raw, now: datetime) -> ClaimedCode | None:
 
 
 def code_used_error() -> RedemptionError:
-    return RedemptionError(
-        "This code has already been used. Ask the customer to show a new code.",
-        code="code_used",
-        status=409,
-    )
+    message, status = CODE_ERRORS["code_used"]
+    return RedemptionError(message, code="code_used", status=status)
 
 
 def redeem(staff: User, *, code: str, offer_id: int, idempotency_key: str):
@@ -759,14 +764,13 @@ def redeem(staff: User, *, code: str, offer_id: int, idempotency_key: str):
         # Not claimed: say why. The same request sent before (or at the same instant, by a
         # till whose claim we waited for) is answered as it was.
         found = find_code(code)
-        if found is None:
-            raise usable_code_error("code_invalid")
-        if found.used_at is not None:
+        if found is not None and found.used_at is not None:
             previous = previous_redemption(partner.id, idempotency_key)
             if previous is not None:
                 return replayed(previous, found, offer.id), False
-            raise code_used_error()
-        raise usable_code_error("code_expired")
+        # A code that looks usable again here was claimed by a till that has since given it
+        # back: to this request it was in use.
+        raise code_refusal(found, now) or code_used_error()
     # Refusals from here raise, and the caller's rollback un-claims the code.
     refuse_own_code(staff, row)
     reason = offer_refusal(offer, now)

@@ -35,7 +35,7 @@ from core.qrcodes import qr_svg
 from core.security import roles_required
 from partners import demo as _demo  # noqa: F401 - registers the partners' @demo_loader
 from partners import operations
-from partners.api import CODE_GUESS_LIMIT
+from partners.api import CODE_GUESS_LIMIT, failed_code_lookup
 from partners.forms import (
     PARTNER_CATEGORIES,
     AddStaffForm,
@@ -358,14 +358,9 @@ def till_user_key() -> str:
     return f"till-page:{current_user.get_id() if current_user.is_authenticated else ''}"
 
 
-def code_was_refused(response) -> bool:
-    """Only refused codes count against the guessing limit (see partners.api)."""
-    return bool(g.get("code_refused"))
-
-
 @partners_bp.route("/business/<int:partner_id>/till", methods=["GET", "POST"])
 @limiter.limit(
-    CODE_GUESS_LIMIT, methods=["POST"], key_func=till_user_key, deduct_when=code_was_refused
+    CODE_GUESS_LIMIT, methods=["POST"], key_func=till_user_key, deduct_when=failed_code_lookup
 )
 @roles_required(*STAFF)
 def till(partner_id: int):
