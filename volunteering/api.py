@@ -80,7 +80,11 @@ class OrganiserInviteSchema(RequestSchema):
 
 class OrganisationMemberSchema(ma.Schema):
     organisation_id = ma.fields.Integer(required=True)
-    user_id = ma.fields.Integer(required=True)
+    user_id = ma.fields.Integer(allow_none=True)
+    status = ma.fields.String(
+        required=True,
+        metadata={"enum": ["added", "invited"], "description": "invited: emailed to register"},
+    )
 
 
 class ActivitySchema(ma.Schema):
@@ -324,14 +328,19 @@ class OrganisationSuspend(MethodView):
 class OrganisationOrganisers(MethodView):
     @volunteering_api.arguments(OrganiserInviteSchema)
     @volunteering_api.response(201, OrganisationMemberSchema)
+    @volunteering_api.alt_response(
+        202, schema=OrganisationMemberSchema, description="no account yet: invitation emailed"
+    )
     @volunteering_api.doc(**bearer_doc("organiser of that organisation"))
     @api_auth(Role.ORGANISER)
     def post(self, body, organisation_id):
-        """Add another person (by their account's email) as an organiser."""
+        """Add another person as an organiser by email (or email them an invitation)."""
         organisation = ops.get_organisation(organisation_id)
         member = ops.invite_organiser(g.api_user, organisation, body["email"])
         db.session.commit()
-        return member
+        if member is None:
+            return {"organisation_id": organisation.id, "user_id": None, "status": "invited"}, 202
+        return {"organisation_id": organisation.id, "user_id": member.user_id, "status": "added"}
 
 
 # --- activities --------------------------------------------------------------------------

@@ -230,16 +230,30 @@ def suspend_organisation(actor: User, organisation: Organisation, reason: str) -
     )
 
 
-def invite_organiser(actor: User, organisation: Organisation, email: str) -> OrganisationMember:
-    """An organiser adds another person (who has an account) as an organiser of the group."""
+def invite_organiser(
+    actor: User, organisation: Organisation, email: str
+) -> OrganisationMember | None:
+    """An organiser adds another person as an organiser of the group, by email.
+
+    With an account, they become an organiser at once (and are told). Without one, they
+    are emailed an invitation to register, and None is returned: the organiser adds them
+    again once they have an account (no half-made membership is kept).
+    """
     require_organiser_of(actor, organisation.id)
-    address = (email or "").strip().lower()
+    from core.accounts import normalise_email
+
+    address = normalise_email(email)
     user = db.session.execute(select(User).where(User.email == address)).scalar_one_or_none()
     if user is None:
-        raise NotFoundError(
-            "Nobody has an account with that email address. Ask them to register first.",
-            code="no_account",
+        queue_email(
+            address,
+            f"{actor.display_name} invites you to organise for {organisation.name}",
+            f"{actor.display_name} would like you to help organise {organisation.name}'s "
+            f"volunteering. Create an account at {url_for('core.register', _external=True)}, "
+            f"then tell {actor.display_name} so they can add you.",
         )
+        record(actor, "organisation.organiser_invited", f"organisation:{organisation.id}")
+        return None
     if is_organiser_of(user, organisation.id):
         raise ConflictError(f"{user.display_name} already organises {organisation.name}.")
     member = OrganisationMember(

@@ -412,7 +412,14 @@ def organisation(organisation_id: int):
             domain_error_to_form(form, error, "email")
         else:
             db.session.commit()
-            flash(f"{member.user.display_name} is now an organiser.", "success")
+            if member is None:
+                flash(
+                    f"{form.email.data} has no account yet: we have emailed them an invitation "
+                    "to register. Add them here again once they have.",
+                    "success",
+                )
+            else:
+                flash(f"{member.user.display_name} is now an organiser.", "success")
             return redirect(url_for("volunteering.organisation", organisation_id=organisation.id))
     return (
         render_template("volunteering/organisation.html", organisation=organisation, form=form),

@@ -226,3 +226,27 @@ def test_cancelled_session_takes_no_scans_and_tells_residents(api, app, scene, t
             .all()
         )
     assert any(subject.startswith("Cancelled:") for subject in subjects)
+
+
+def test_inviting_someone_without_an_account_emails_them(api, app, scene, tokens_of):
+    from core.extensions import db
+    from core.mail import OutboxMessage
+
+    response = api.post(
+        f"/api/v1/organisations/{scene.organisation_id}/organisers",
+        tokens_of(scene.organiser),
+        json={"email": "new.helper@example.org"},
+    )
+    assert response.status_code == 202
+    assert response.get_json()["status"] == "invited"
+    with app.app_context():
+        message = db.session.execute(
+            db.select(OutboxMessage).where(OutboxMessage.to == "new.helper@example.org")
+        ).scalar_one()
+    assert "/register" in message.body
+    bad = api.post(
+        f"/api/v1/organisations/{scene.organisation_id}/organisers",
+        tokens_of(scene.organiser),
+        json={"email": "not an email"},
+    )
+    assert bad.status_code == 400
