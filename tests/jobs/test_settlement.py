@@ -313,3 +313,37 @@ def test_council_cancels_a_settlement_and_its_redemptions_settle_again(world, la
     )
     assert len(later.created) == 1
     assert account_balance(world, "scheme:settled") == 2
+
+
+def test_council_sets_the_budget_on_the_page_and_sees_what_waits(app, world, last_week, client):
+    shops = [world.shop(f"Shop {n}", rate=100, cost=3) for n in range(2)]  # 300p each
+    robin = world.resident()
+    for shop in shops:
+        world.redeem(shop, robin, at=last_week)
+    with world.app.app_context():
+        end = last_complete_period(utcnow())[1]
+    app.config["SETTLEMENT_BUDGET_PENCE"] = 400
+    try:
+        report = create(world)
+        assert len(report.held) == 1
+        sign_in(client, world.council)
+        page = client.get("/council/settlements").get_data(as_text=True)
+        assert "Shop 1: £3.00" in page and "£2.00" in page  # held, and the shortfall
+        saved = post_form(
+            client,
+            "/council/settlements/budget",
+            {"period_end": end.isoformat(), "amount_gbp": "6.00"},
+            page="/council/settlements",
+        )
+        assert saved.status_code == 302
+        assert "1 settlements released" in client.get("/council/settlements").get_data(as_text=True)
+        assert world.count(Settlement, Settlement.hold_reason.is_not(None)) == 0
+        refused = post_form(
+            client,
+            "/council/settlements/budget",
+            {"period_end": end.isoformat(), "amount_gbp": "lots"},
+            page="/council/settlements",
+        )
+        assert refused.status_code == 302  # shown as a message; nothing changed
+    finally:
+        app.config["SETTLEMENT_BUDGET_PENCE"] = None
