@@ -246,6 +246,12 @@ def council_settlements():
     batches = db.session.execute(
         select(PaymentBatch).order_by(PaymentBatch.id.desc()).limit(50)
     ).scalars()
+    payout_problems = db.session.execute(
+        select(Partner.name, StripeConnectedAccount.last_payout_failure)
+        .join(StripeConnectedAccount, StripeConnectedAccount.partner_id == Partner.id)
+        .where(StripeConnectedAccount.last_payout_failure.is_not(None))
+        .order_by(Partner.name)
+    ).all()
     return render_template(
         "settlement/council.html",
         totals=totals,
@@ -254,6 +260,7 @@ def council_settlements():
         held=list(held),
         failed=list(failed),
         batches=list(batches),
+        payout_problems=payout_problems,
     )
 
 

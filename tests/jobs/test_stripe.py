@@ -341,6 +341,9 @@ def test_a_failed_payout_is_noted_for_the_partner_and_council(world, fake, clien
     assert deliver_all(client, fake) == [200]
     note = world.scalar(select(StripeConnectedAccount.last_payout_failure))
     assert "bank account has been closed" in note
+    sign_in(client, world.council)
+    page = client.get("/council/settlements").get_data(as_text=True)
+    assert "Payouts Stripe could not make" in page and "Café" in page
 
 
 def test_events_are_delivered_over_http_with_a_real_signature(app, world, fake, submitted):
