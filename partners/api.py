@@ -194,6 +194,16 @@ class PageArgsSchema(ma.Schema):
     cursor = ma.fields.String(load_default=None)
 
 
+class DirectoryArgsSchema(PageArgsSchema):
+    q = ma.fields.String(load_default="", validate=ma.validate.Length(max=100))
+    category = ma.fields.String(load_default="", validate=ma.validate.Length(max=60))
+    ward = ma.fields.String(load_default="", validate=ma.validate.Length(max=80))
+    affordable = ma.fields.Boolean(
+        load_default=False,
+        metadata={"description": "Residents: only offers their balance covers now"},
+    )
+
+
 class PartnerListArgsSchema(PageArgsSchema):
     status = ma.fields.String(
         load_default=None, validate=ma.validate.OneOf([s.value for s in PartnerStatus])
@@ -376,6 +386,27 @@ class OffersResource(MethodView):
         offer = operations.create_offer(g.api_user, partner, operations.OfferFields(**body))
         db.session.commit()
         return offer
+
+
+@partners_api.route("/offers")
+class DirectoryResource(MethodView):
+    @partners_api.arguments(DirectoryArgsSchema, location="query")
+    @partners_api.response(200, OfferListSchema)
+    @partners_api.doc(**bearer_doc("anyone signed in"))
+    @api_auth()
+    def get(self, args):
+        """The offer directory: active offers of approved partners, newest first.
+
+        Filter by ``category`` and ``ward`` of the partner and by text (``q``); a resident
+        may ask for ``affordable=true``: what they can get with the credits they have now.
+        """
+        max_cost = None
+        if args["affordable"] and g.api_user.has_role(Role.RESIDENT):
+            max_cost = operations.ledger().wallet_of(g.api_user.id).balance
+        query = operations.directory_query(
+            category=args["category"], ward=args["ward"], text=args["q"], max_cost=max_cost
+        )
+        return paginate(query, Offer.id, args["limit"], args["cursor"])
 
 
 @partners_api.route("/offers/<int:offer_id>")

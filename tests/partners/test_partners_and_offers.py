@@ -241,3 +241,27 @@ def test_a_settled_redemption_cannot_be_cancelled_and_the_dashboard_counts_it(
     sign_in(client, shop.staff)
     html = client.get(f"/business/{shop.partner_id}").get_data(as_text=True)
     assert "Owed, not yet paid" in html and "£2.00" in html
+
+
+def test_offer_directory_api_filters_and_knows_what_i_can_afford(api, make_partner, resident):
+    make_partner("The Corner Café", offers=[("Coffee", 2), ("Banquet", 40)])
+    make_partner(
+        "Leisure Centre",
+        category="Leisure and sport",
+        ward="Gipton and Harehills",
+        offers=[("Swim", 3)],
+    )
+    make_partner("Hidden Bakery", approve=False, offers=[("Bun", 1)])
+    token = api.token(resident)
+
+    def titles(query=""):
+        response = api.get(f"/api/v1/offers{query}", token)
+        assert response.status_code == 200, response.get_json()
+        return sorted(offer["title"] for offer in response.get_json()["items"])
+
+    assert titles() == ["Banquet", "Coffee", "Swim"]
+    assert titles("?affordable=true") == ["Coffee", "Swim"]
+    assert titles("?category=Leisure+and+sport") == ["Swim"]
+    assert titles("?ward=Roundhay") == ["Banquet", "Coffee"]
+    assert titles("?q=coff") == ["Coffee"]
+    assert api.get("/api/v1/offers?limit=0", token).status_code == 400
