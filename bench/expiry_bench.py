@@ -43,7 +43,7 @@ def rss_mb() -> float:
 
 
 def seed(lots: int, residents: int) -> None:
-    """``residents`` wallets holding ``lots`` due lots of 3 credits, one seed transaction."""
+    """``residents`` wallets holding ``lots`` due lots of 3 credits; balanced entries."""
     postgres = db.engine.dialect.name == "postgresql"
     series = (
         "SELECT generate_series(1, :n) AS n"
@@ -53,56 +53,67 @@ def seed(lots: int, residents: int) -> None:
     )
     stamp = NOW.replace(tzinfo=None) if not postgres else NOW
     due = DUE.replace(tzinfo=None) if not postgres else DUE
-    with db.engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO ledger_accounts (key, kind, name, description, balance, created_at) "
-                "VALUES ('scheme:issuance', 'issuance', 'Issued', '', :total, :now), "
-                "('scheme:expired', 'expired', 'Expired', '', 0, :now)"
-            ),
+    statements = [
+        (
+            "INSERT INTO ledger_accounts (key, kind, name, description, balance, created_at) "
+            "VALUES ('scheme:issuance', 'issuance', 'Issued', '', :total, :now), "
+            "('scheme:expired', 'expired', 'Expired', '', 0, :now)",
             {"total": -3 * lots, "now": stamp},
-        )
-        conn.execute(
-            text(
-                "INSERT INTO ledger_accounts (key, kind, name, description, balance, created_at) "
-                f"SELECT 'user:' || n, 'resident', 'Resident ' || n, '', 0, :now FROM ({series}) s"
-            ),
+        ),
+        (
+            "INSERT INTO ledger_accounts (key, kind, name, description, balance, created_at) "
+            f"SELECT 'user:' || n, 'resident', 'Resident ' || n, '', 0, :now FROM ({series}) s",
             {"n": residents, "now": stamp},
-        )
-        conn.execute(
-            text(
-                "INSERT INTO ledger_transactions (kind, idempotency_key, request_hash, amount, "
-                "description, source, created_at) VALUES ('earn', 'seed', '', :total, 'seed', "
-                "'', :now)"
-            ),
-            {"total": 3 * lots, "now": stamp},
-        )
-        seed_tx = conn.execute(text("SELECT id FROM ledger_transactions")).scalar()
-        first = conn.execute(
-            text("SELECT min(id) FROM ledger_accounts WHERE kind = 'resident'")
-        ).scalar()
-        conn.execute(
-            text(
-                "INSERT INTO credit_lots (account_id, amount, remaining, earned_at, expires_at, "
-                f"source, created_by_id) SELECT :first + (n % :r), 3, 3, :due, :due, 'seed', :tx "
-                f"FROM ({series}) s"
-            ),
-            {"n": lots, "r": residents, "first": first, "due": due, "tx": seed_tx},
-        )
-        conn.execute(
-            text(
-                "UPDATE ledger_accounts SET balance = (SELECT COALESCE(SUM(remaining), 0) "
-                "FROM credit_lots WHERE account_id = ledger_accounts.id) WHERE kind = 'resident'"
-            )
-        )
-        conn.execute(
-            text(
-                "INSERT INTO ledger_entries (transaction_id, account_id, amount, balance_after, "
-                "memo) SELECT :tx, id, balance, balance, 'seed' FROM ledger_accounts "
-                "WHERE kind IN ('resident', 'issuance')"
-            ),
-            {"tx": seed_tx},
-        )
+        ),
+        # The transaction the lots name as their maker (it has no entries of its own).
+        (
+            "INSERT INTO ledger_transactions (kind, idempotency_key, request_hash, amount, "
+            "description, source, created_at) VALUES ('earn', 'seed-lots', '', 0, 'seed', '', "
+            ":now)",
+            {"now": stamp},
+        ),
+        (
+            "INSERT INTO credit_lots (account_id, amount, remaining, earned_at, expires_at, "
+            "source, created_by_id) SELECT (SELECT min(id) FROM ledger_accounts WHERE kind = "
+            "'resident') + (n % :r), 3, 3, :due, :due, 'seed', (SELECT id FROM "
+            f"ledger_transactions WHERE idempotency_key = 'seed-lots') FROM ({series}) s",
+            {"n": lots, "r": residents, "due": due},
+        ),
+        (
+            "UPDATE ledger_accounts SET balance = (SELECT COALESCE(SUM(remaining), 0) "
+            "FROM credit_lots WHERE account_id = ledger_accounts.id) WHERE kind = 'resident'",
+            {},
+        ),
+        # One earn per resident, so the balanced-transaction trigger (PostgreSQL) sums two
+        # entries per transaction, not a million.
+        (
+            "INSERT INTO ledger_transactions (kind, idempotency_key, request_hash, amount, "
+            "description, source, created_at) SELECT 'earn', 'seed:' || key, '', balance, "
+            "'seed', '', :now FROM ledger_accounts WHERE kind = 'resident'",
+            {"now": stamp},
+        ),
+    ]
+    join = (
+        " FROM ledger_transactions t JOIN ledger_accounts a"
+        " ON a.key = substr(t.idempotency_key, 6)"
+        " WHERE t.idempotency_key LIKE 'seed:%'"
+    )
+    statements += [
+        (
+            "INSERT INTO ledger_entries (transaction_id, account_id, amount, balance_after, memo)"
+            " SELECT t.id, a.id, a.balance, a.balance, 'seed'" + join,
+            {},
+        ),
+        (
+            "INSERT INTO ledger_entries (transaction_id, account_id, amount, balance_after, memo)"
+            " SELECT t.id, (SELECT id FROM ledger_accounts WHERE key = 'scheme:issuance'),"
+            " -a.balance, 0, 'issued'" + join,
+            {},
+        ),
+    ]
+    with db.engine.begin() as conn:
+        for statement, params in statements:
+            conn.execute(text(statement), params)
     if not postgres:
         with db.engine.begin() as conn:
             conn.execute(text("ANALYZE"))
