@@ -12,9 +12,10 @@
   system; council staff mark the batch paid.
 - Failures retry with exponential backoff (``SETTLEMENT_RETRY_BASE_SECONDS`` x 2^(n-1)),
   up to ``SETTLEMENT_MAX_ATTEMPTS``; after the last try the settlement stays failed for
-  council to see. A network error keeps the same key (the transfer may exist); an answer
-  from Stripe that refused the transfer moves to a new key, after checking by transfer
-  group that no transfer for the settlement exists.
+  council to see. A network error, a 409 (the key still in use) or a refusal keeps the same
+  key (the transfer may exist, or Stripe kept nothing for the key); only a 5xx, which
+  Stripe keeps as the key's answer, moves to a new key, after checking by transfer group
+  that no transfer for the settlement exists.
 """
 
 from __future__ import annotations
@@ -266,14 +267,19 @@ def send_transfer(settlement: Settlement, destination: str, now: datetime) -> bo
         fail(settlement, f"Could not reach Stripe: {detail}", now)
         return False
     except stripe.StripeError as error:
-        # Stripe answered and refused (or failed). Stripe keeps that answer for this key,
-        # so the next try needs a new key, unless a transfer for the group exists already.
-        existing = find_transfer(client, settlement)
-        if existing is not None:
-            settlement.stripe_transfer_id = existing["id"]
-            db.session.flush()
-            return True
-        settlement.transfer_attempt += 1
+        status = getattr(error, "http_status", None) or 0
+        if status >= 500:
+            # Stripe keeps a 500 as the answer for this key: the next try needs a new key,
+            # unless a transfer for the settlement exists after all.
+            existing = find_transfer(client, settlement)
+            if existing is not None:
+                settlement.stripe_transfer_id = existing["id"]
+                db.session.flush()
+                return True
+            settlement.transfer_attempt += 1
+        # Anything else (a 409 while a request with this key is still running, e.g. from a
+        # worker that died mid-call; a 429; a refused request, which Stripe does not keep)
+        # is retried with the same key: a new key there could pay twice.
         fail(settlement, f"Stripe refused the transfer: {error.user_message or error}", now)
         return False
     settlement.stripe_transfer_id = transfer.id

@@ -221,6 +221,18 @@ def test_a_dropped_connection_keeps_the_key_for_the_retry(world, fake, connected
     assert len(fake.transfers) == 1
 
 
+def test_a_key_still_in_use_is_retried_with_the_same_key(world, fake, connected):
+    """A 409 (a request with this key still running, e.g. from a worker that died mid-call)
+    must not move to a new key: that could pay twice."""
+    settlement_id = settle_last_week(world, connected)
+    fake.fail_next("POST", "/v1/transfers", status=409, type_="idempotency_error")
+    now = utcnow()
+    assert pay(world, now=now).failed == [settlement_id]
+    assert settlement(world, settlement_id).transfer_attempt == 0
+    assert pay(world, now=now + timedelta(minutes=2)).transfers == [settlement_id]
+    assert len(fake.transfers) == 1
+
+
 def test_partners_without_a_connected_account_go_in_the_payment_file(world, fake, connected):
     paid_by_stripe = settle_last_week(world, connected)
     other = world.shop("Bakery")

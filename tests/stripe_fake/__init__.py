@@ -549,7 +549,7 @@ class StripeHandler(BaseHTTPRequestHandler):
             return
         status, body = self.run(failure, method, split.path, query, params)
         with fake.lock:
-            if status == 400 or status == 401 or status == 404:
+            if status in (400, 401, 404, 409, 429):
                 # Refused before the endpoint ran: Stripe saves no result for the key.
                 del fake.idempotent[slot]
             else:
