@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from fractions import Fraction
+from zoneinfo import ZoneInfo
 
 from flask import current_app, url_for
 from sqlalchemy import Integer, String, bindparam, func, or_, select
@@ -54,6 +55,7 @@ from volunteering.models import (
 )
 
 ROUNDING_RULES = ("half_up", "down", "up")
+UK = ZoneInfo("Europe/London")
 
 
 class VolunteeringError(DomainError):
@@ -550,7 +552,14 @@ def check_in_with_card(
     """An organiser scanned (or typed) a resident's card at their session: in, then out."""
     session = organised_session(organiser, session_id)
     resident_id = resident_id_from_card(card)
-    return record_scan(session, resident_id, nonce, utcnow(), AttendanceSource.CARD, organiser.id)
+    result = record_scan(session, resident_id, nonce, utcnow(), AttendanceSource.CARD, organiser.id)
+    record(
+        organiser,
+        f"attendance.card_{result.state}",
+        f"attendance:{result.attendance.id}",
+        details={"session_id": session.id, "resident_id": resident_id},
+    )
+    return result
 
 
 def resident_id_from_card(card: str) -> int:
@@ -832,7 +841,9 @@ def claim_flags(attendance: Attendance, minutes: int, credits: int) -> list[str]
     ).first()
     if overlapping is not None:
         flags.append("overlapping")
-    day_start = attendance.checked_in_at.replace(hour=0, minute=0, second=0, microsecond=0)
+    # The day is the UK day the resident arrived (midnight in London, not in UTC).
+    local = attendance.checked_in_at.astimezone(UK)
+    day_start = local.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(UTC)
     earlier = db.session.execute(
         select(func.coalesce(func.sum(Claim.minutes), 0))
         .join(Attendance, Claim.attendance_id == Attendance.id)

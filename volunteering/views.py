@@ -25,6 +25,7 @@ from flask import (
 from flask_login import current_user
 from sqlalchemy import func, or_, select
 
+from core.audit import record
 from core.errors import DomainError, InvalidRequest
 from core.extensions import db
 from core.models import Role, User
@@ -330,6 +331,9 @@ def card_lookup():
             select(User).where(User.email == form.email.data.strip().lower())
         ).scalar_one_or_none()
         if resident is not None and Role.RESIDENT in resident.roles:
+            # Staff printing someone's card is a staff action: it goes in the audit trail.
+            record(current_user, "card.printed", f"user:{resident.id}")
+            db.session.commit()
             return render_card(resident, own=False)
         form.email.errors = ["No resident has an account with that email address"]
     return render_template("volunteering/card_lookup.html", form=form), status_of(form)

@@ -359,3 +359,26 @@ def test_organiser_cancels_a_session_from_its_page(client, scene):
     assert response.status_code == 302
     html = client.get(page).get_data(as_text=True)
     assert "Cancelled" in html and "Cancel the session" not in html
+
+
+def test_staff_printing_a_card_and_scanning_it_are_audited(app, client, scene):
+    from core.models import AuditEntry
+    from volunteering.tokens import card_number
+
+    sign_in(client, scene.organiser)
+    html = client.get(f"/cards?email={scene.resident.email}").get_data(as_text=True)
+    assert card_number(scene.resident.id) in html
+    post_form(
+        client,
+        f"/organise/sessions/{scene.session_id}/scan-cards",
+        {"card": card_number(scene.resident.id), "nonce": "x"},
+    )
+    with app.app_context():
+        actions = (
+            db.session.execute(
+                db.select(AuditEntry.action).where(AuditEntry.actor_id == scene.organiser.id)
+            )
+            .scalars()
+            .all()
+        )
+    assert "card.printed" in actions and "attendance.card_checked_in" in actions
