@@ -190,6 +190,8 @@ def _get_or_create(key: str, kind: AccountKind, name: str, **fields) -> Account:
             .on_conflict_do_nothing()
         )
         account = db.session.execute(query).scalar_one()
+    if account.kind != kind:
+        raise LedgerError(f"The key {key} belongs to another kind of account.", "invalid_key", 400)
     return account
 
 

@@ -287,3 +287,10 @@ def test_the_same_key_with_a_different_request_is_refused(ctx, resident, partner
     assert refused.value.code == "idempotency_conflict" and refused.value.status == 409
     db.session.rollback()
     assert balance_of(resident.id) == 3
+
+
+def test_an_account_key_cannot_be_reused_for_another_kind_of_account(ctx, resident):
+    ops.wallet_of(resident.id)
+    with pytest.raises(ops.LedgerError) as refused:
+        ops.partner_account(f"user:{resident.id}", "Not a partner")
+    assert refused.value.code == "invalid_key"
