@@ -32,7 +32,7 @@ def test_wallet_page_shows_balance_expiry_and_history_in_words(client, resident,
     sign_in(client, resident)
     html = text_of(client.get("/wallet"))
     assert "4 credits" in html
-    assert re.search(r"2 credits expires in (19|20) days", html)
+    assert re.search(r"2 credits expire in (19|20) days", html)
     assert re.search(r"expires in (19|20) days\)", html) and "2 credits of 3" in html
     assert "\u22121 at The Corner Café: coffee" in html
     assert "+3 for Litter pick, Roundhay Park" in html
