@@ -58,6 +58,9 @@ def parse_args():
         help="alternate reference and app this many times per level; report the median round",
     )
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument(
+        "--app", default="wsgi:app", help="the app gunicorn serves (e.g. a variant in bench/)"
+    )
     return parser.parse_args()
 
 
@@ -320,7 +323,7 @@ def main() -> None:
     print(f"seeding {args.requests} residents and {len(keys)} sessions…", flush=True)
     world = seed(url, keys, args.requests)
     env = app_environment(plain_url)
-    app = start_gunicorn("wsgi:app", APP_PORT, args, env)
+    app = start_gunicorn(args.app, APP_PORT, args, env)
     reference = start_gunicorn("bench.checkin_reference:app", REFERENCE_PORT, args, env)
     results = []
     try:
