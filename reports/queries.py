@@ -6,7 +6,7 @@ by the dashboard, the CSV downloads and ``GET /api/v1/reports/summary``. A perio
 
 Definitions (what a council officer would be asked, and how it is counted):
 
-- **hours**: minutes of *approved* claims whose attendance began in the period, / 60.
+- **hours**: minutes of *approved* claims of sessions held in the period, / 60.
 - **credits earned / spent / expired / settled / gifted**: the ledger's transactions of that
   kind made in the period, less the reversals of such transactions made in the period (a
   cancelled redemption gives credits back, so it is not spending).
@@ -15,8 +15,9 @@ Definitions (what a council officer would be asked, and how it is counted):
 - **outstanding liability**: outstanding credits x the default settlement rate (pence): what
   they would cost the council if all were spent; **owed to partners** is credits partners
   hold and have not been settled for, at each partner's own rate.
+- **hours** and everything about volunteering are dated by the session's scheduled start.
 - **volunteers**: residents with an approved claim in the period; **first-time volunteers**
-  had no approved claim before the period (residents who had not volunteered before);
+  had attended no session before the period (residents who had not volunteered before);
   **returning volunteers** had; **new volunteers** are first-time volunteers who also joined
   the scheme in the period.
 - **active residents**: residents who volunteered or spent credits at a partner in the period.
@@ -95,21 +96,25 @@ def month_of(column):
 
 
 def approved_claims(period: Period):
-    """Approved claims whose attendance began in the period, with activity and times."""
+    """Approved claims of sessions held in the period, with the activity and the time.
+
+    The session's scheduled start dates the hours (an attendance lies inside its session's
+    window): claims join sessions only, through reports' covering index on
+    ``claims.session_id``, never the million-row attendances table.
+    """
     return (
         select(
             Claim.resident_id,
             Claim.minutes,
             Claim.credits,
-            Attendance.checked_in_at,
+            VolunteeringSession.starts_at.label("checked_in_at"),
             VolunteeringSession.activity_id,
         )
-        .join(Attendance, Claim.attendance_id == Attendance.id)
         .join(VolunteeringSession, Claim.session_id == VolunteeringSession.id)
         .where(
             Claim.status == APPROVED,
-            Attendance.checked_in_at >= period.start,
-            Attendance.checked_in_at < period.end,
+            VolunteeringSession.starts_at >= period.start,
+            VolunteeringSession.starts_at < period.end,
         )
     )
 
@@ -171,31 +176,37 @@ def owed_to_partners_pence() -> int:
 
 
 def volunteer_counts(period: Period) -> dict[str, int]:
-    """Volunteers in the period, first-time, returning and new to the scheme."""
-    in_period = approved_claims(period).with_only_columns(Claim.resident_id).distinct().subquery()
-    earlier = (
-        select(Claim.resident_id)
-        .join(Attendance, Claim.attendance_id == Attendance.id)
-        .where(Claim.status == APPROVED, Attendance.checked_in_at < period.start)
+    """Volunteers in the period, first-time, returning and new to the scheme.
+
+    One statement: the period's volunteers once, then for each an index probe for an
+    attendance before the period (reports' index on attendances (resident, time)).
+    """
+    volunteers = (
+        approved_claims(period).with_only_columns(Claim.resident_id).distinct().cte("volunteers")
     )
-    volunteers = db.session.execute(select(func.count()).select_from(in_period)).scalar_one()
-    first_time_ids = select(in_period.c.resident_id).where(in_period.c.resident_id.not_in(earlier))
-    first_time = db.session.execute(
-        select(func.count()).select_from(first_time_ids.subquery())
-    ).scalar_one()
-    new = db.session.execute(
-        select(func.count())
-        .select_from(User)
+    earlier = (
+        select(Attendance.id)
         .where(
-            User.id.in_(first_time_ids),
-            User.created_at >= period.start,
-            User.created_at < period.end,
+            Attendance.resident_id == volunteers.c.resident_id,
+            Attendance.checked_in_at < period.start,
         )
-    ).scalar_one()
+        .exists()
+    )
+    first_time = ~earlier
+    joined = User.created_at >= period.start
+    total, first, new = db.session.execute(
+        select(
+            func.count(),
+            func.coalesce(func.sum(case((first_time, 1), else_=0)), 0),
+            func.coalesce(func.sum(case((first_time & joined, 1), else_=0)), 0),
+        )
+        .select_from(volunteers)
+        .join(User, User.id == volunteers.c.resident_id)
+    ).one()
     return {
-        "volunteers": int(volunteers),
-        "first_time_volunteers": int(first_time),
-        "returning_volunteers": int(volunteers) - int(first_time),
+        "volunteers": int(total),
+        "first_time_volunteers": int(first),
+        "returning_volunteers": int(total) - int(first),
         "new_volunteers": int(new),
     }
 

@@ -10,6 +10,7 @@ from core.errors import InvalidRequest
 from core.extensions import db
 from core.models import Role
 from core.security import roles_required
+from reports import models as _indexes  # noqa: F401 - the report indexes
 from reports import queries, tables
 from reports.periods import default_period, period_from_args
 
