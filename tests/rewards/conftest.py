@@ -22,6 +22,26 @@ def ctx(app):
 
 
 @pytest.fixture
+def other_app(app, make_app):
+    """``other_app(**settings)``: ``make_app``, and afterwards the test app is Celery's
+    current app again (creating an app makes its Celery app the thread's current one,
+    which ``make_app`` alone does not undo: later tasks would run on our scratch app)."""
+    made = []
+
+    def make(**overrides):
+        made.append(make_app(**overrides))
+        return made[-1]
+
+    yield make
+    celery = app.extensions["celery"]
+    celery.set_current()
+    celery.set_default()
+    for other in made:
+        with other.app_context():
+            db.engine.dispose()
+
+
+@pytest.fixture
 def resident(create_user):
     return create_user(Role.RESIDENT)
 

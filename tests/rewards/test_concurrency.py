@@ -21,10 +21,10 @@ from tests.rewards.conftest import give
 
 
 @pytest.fixture
-def threaded_app(make_app):
+def threaded_app(other_app):
     """A second app on the same database with a connection pool big enough for 40 threads."""
     options = {"pool_size": 45, "max_overflow": 5, "pool_timeout": 60}
-    threaded = make_app(SQLALCHEMY_ENGINE_OPTIONS=options)
+    threaded = other_app(SQLALCHEMY_ENGINE_OPTIONS=options)
     yield threaded
     with threaded.app_context():
         db.engine.dispose()

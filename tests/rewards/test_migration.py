@@ -24,7 +24,7 @@ LEDGER_TABLES = {
 }
 
 
-def migrate_fresh(make_app, url: str):
+def migrate_fresh(other_app, url: str):
     """``flask --app wsgi db upgrade`` on ``url``, as an operator runs it; an app on it."""
     env = {**os.environ, "DATABASE_URL": url, "CELERY_BROKER_URL": "memory://"}
     result = subprocess.run(
@@ -36,14 +36,14 @@ def migrate_fresh(make_app, url: str):
         timeout=120,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    fresh = make_app(DATABASE_URL=url)
+    fresh = other_app(DATABASE_URL=url)
     with fresh.app_context():
         assert set(inspect(db.engine).get_table_names()) >= LEDGER_TABLES
     return fresh
 
 
-def test_migrations_build_the_ledger_on_a_fresh_sqlite_file(make_app, tmp_path):
-    fresh = migrate_fresh(make_app, f"sqlite:///{tmp_path / 'fresh.sqlite'}")
+def test_migrations_build_the_ledger_on_a_fresh_sqlite_file(other_app, tmp_path):
+    fresh = migrate_fresh(other_app, f"sqlite:///{tmp_path / 'fresh.sqlite'}")
     with fresh.app_context():
         checks = {c["name"] for c in inspect(db.engine).get_check_constraints("ledger_accounts")}
         assert "ck_ledger_accounts_balance_not_negative" in checks
@@ -72,10 +72,10 @@ def post(conn, key: str, legs: list[tuple[int, int]]) -> None:
 
 @pytest.mark.postgres
 def test_migrations_install_the_triggers_on_a_fresh_postgresql_database(
-    postgres_required, make_app
+    postgres_required, other_app
 ):
     name = f"civic_ledger_migration_{worker_id()}_{os.getpid()}"
-    fresh = migrate_fresh(make_app, recreate_postgres_database(name))
+    fresh = migrate_fresh(other_app, recreate_postgres_database(name))
     try:
         with fresh.app_context(), db.engine.connect() as conn:
             conn.execute(
