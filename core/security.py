@@ -8,10 +8,11 @@ from functools import wraps
 
 from flask import abort, g, request
 from flask_login import current_user, login_required
+from sqlalchemy.orm import joinedload
 
 from core.errors import AuthenticationError, ForbiddenError
 from core.extensions import db
-from core.models import ApiToken, Role
+from core.models import ApiToken, Role, User
 from core.timeutil import utcnow
 
 
@@ -54,9 +55,16 @@ def bearer_user():
             "Send a bearer token: Authorization: Bearer <token> (POST /api/v1/auth/token).",
             code="unauthenticated",
         )
-    row = db.session.execute(
-        db.select(ApiToken).where(ApiToken.token_digest == token_digest(token.strip()))
-    ).scalar_one_or_none()
+    # One round trip: the token, its user and the user's roles together.
+    row = (
+        db.session.execute(
+            db.select(ApiToken)
+            .options(joinedload(ApiToken.user).joinedload(User.memberships))
+            .where(ApiToken.token_digest == token_digest(token.strip()))
+        )
+        .unique()
+        .scalar_one_or_none()
+    )
     if row is None or row.revoked_at is not None:
         raise AuthenticationError("This token is not valid. Ask for a new one.", "invalid_token")
     if row.expires_at <= utcnow():

@@ -117,6 +117,8 @@ def clean_state(request):
     if "app" not in request.fixturenames:
         return
     app = request.getfixturevalue("app")
+    # A test that made another app also made its Celery app the default: give it back.
+    app.extensions["celery"].set_default()
     with app.app_context():
         db.session.remove()
         with db.engine.begin() as conn:

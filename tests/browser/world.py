@@ -77,12 +77,15 @@ class World:
 
     @cached_property
     def checkin_token(self) -> str:
-        """A valid rotating check-in token of the open session (what its QR code holds)."""
+        """A check-in token of the open session: the poster's, valid all session long.
+
+        (A rotating screen code lasts a minute, which a slow run of every page can outlast.)
+        """
         from volunteering import tokens
 
         session_id = self.volunteering[2]
         with self.app.test_request_context():
-            return tokens.rotating_token(session_id)[0]
+            return tokens.poster_token(session_id)
 
     # Partners -----------------------------------------------------------------------------
 
