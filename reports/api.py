@@ -6,6 +6,7 @@ import marshmallow as ma
 from flask.views import MethodView
 
 from core.apiframework import ApiBlueprint, bearer_doc
+from core.extensions import db
 from core.models import Role
 from core.security import api_auth
 from reports import queries
@@ -61,4 +62,6 @@ class SummaryResource(MethodView):
     def get(self, args):
         """Hours, credits earned, spent, expired and outstanding, liability, people."""
         period = period_from_args(args.get("from_"), args.get("to"))
-        return queries.summary(period).as_dict()
+        figures = queries.summary(period).as_dict()
+        db.session.commit()  # keep the days the ledger rollup added (reports.queries)
+        return figures

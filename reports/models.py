@@ -7,8 +7,12 @@ year's figures are read from the index alone (an index-only scan), never the tab
 
 from __future__ import annotations
 
-from sqlalchemy import Index
+from datetime import date
 
+from sqlalchemy import BigInteger, Date, Index, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.extensions import db
 from partners.models import Redemption
 from rewards.models import Transaction
 from volunteering.models import Attendance, Claim, VolunteeringSession
@@ -52,3 +56,33 @@ REPORT_INDEXES: list[Index] = [
         ],
     ),
 ]
+
+
+class LedgerDay(db.Model):
+    """Credits the ledger moved on one closed day (UTC), by kind, net of reversals.
+
+    A rollup, so a year's ledger figures add up 365 rows instead of millions of
+    transactions. Only days that ended over a day ago are rolled up (no operation writes a
+    transaction dated earlier than its own day), and ``RollupState`` says how far it goes;
+    the reports read the days after that straight from the ledger.
+    """
+
+    __tablename__ = "report_ledger_days"
+
+    #: The day (UTC).
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    #: The transaction kind; a reversal counts, negatively, as the kind it reversed.
+    kind: Mapped[str] = mapped_column(String(20), primary_key=True)
+    #: Credits moved (negative when reversals outweigh).
+    amount: Mapped[int] = mapped_column(BigInteger)
+
+
+class RollupState(db.Model):
+    """How far a rollup goes: every day before ``complete_before`` is in it."""
+
+    __tablename__ = "report_rollups"
+
+    #: The rollup's name, e.g. ``ledger_days``.
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    #: The first day not rolled up yet.
+    complete_before: Mapped[date] = mapped_column(Date)

@@ -33,13 +33,27 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
-from sqlalchemy import String, case, cast, distinct, func, literal, select, union
+from sqlalchemy import (
+    Date,
+    String,
+    case,
+    cast,
+    distinct,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+    union,
+)
 from sqlalchemy.orm import aliased
 
 from core.extensions import db
 from core.models import Role, RoleMembership, User
 from core.settings import get_setting
+from core.timeutil import utcnow
 from partners.models import Partner, Redemption, RedemptionStatus
+from reports.models import LedgerDay, RollupState
 from rewards.models import Account, AccountKind, Entry, Transaction, TransactionKind
 from volunteering.models import (
     Activity,
@@ -54,6 +68,7 @@ from volunteering.models import (
 APPROVED = ClaimStatus.APPROVED.value
 COMPLETED = RedemptionStatus.COMPLETED.value
 HOLDING_KINDS = (AccountKind.RESIDENT.value, AccountKind.POT.value)
+LEDGER_DAYS = "ledger_days"
 
 
 @dataclass(frozen=True)
@@ -78,6 +93,14 @@ class Period:
     @property
     def last_day(self) -> date:
         return (self.end - timedelta(microseconds=1)).date()
+
+
+def tune_for_reports() -> None:
+    """On PostgreSQL, for this transaction: no JIT (compiling costs more than these
+    queries run) and room to count distinct residents in memory instead of on disk."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(text("SET LOCAL jit = off"))
+        db.session.execute(text("SET LOCAL work_mem = '64MB'"))
 
 
 def hours_from_minutes(minutes: int) -> Decimal:
@@ -119,34 +142,113 @@ def approved_claims(period: Period):
     )
 
 
+def ledger_movements(key, condition) -> list[tuple]:
+    """(key, kind, net amount) of the transactions matching ``condition``, grouped by key.
+
+    A reversal counts, negatively, as the kind it reversed. Two statements, so the
+    reversals (few) are joined to their originals by primary key while the rest is one
+    index-only scan, instead of joining every transaction to the whole table.
+    """
+    original = aliased(Transaction)
+    grouping = key(Transaction.created_at)  # one expression, so GROUP BY matches SELECT
+    plain = db.session.execute(
+        select(grouping, Transaction.kind, func.sum(Transaction.amount))
+        .where(condition, Transaction.kind != TransactionKind.REVERSE.value)
+        .group_by(grouping, Transaction.kind)
+    ).all()
+    reversals = db.session.execute(
+        select(grouping, original.kind, -func.sum(Transaction.amount))
+        .join(original, Transaction.reverses_id == original.id)
+        .where(condition, Transaction.kind == TransactionKind.REVERSE.value)
+        .group_by(grouping, original.kind)
+    ).all()
+    return [tuple(row) for row in plain] + [tuple(row) for row in reversals]
+
+
+def day_of(column):
+    """The UTC date of a timestamp column, on PostgreSQL and SQLite."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        return cast(func.timezone("UTC", column), Date)
+    return func.date(column)
+
+
+def ensure_ledger_days() -> date:
+    """Roll up every closed day not rolled up yet; returns the first day not in the rollup.
+
+    Runs in the caller's transaction (a report's views commit it; elsewhere it is simply
+    done again). The state row is locked, so two reports never roll up the same days.
+    """
+    target = utcnow().date() - timedelta(days=1)
+    state = db.session.get(RollupState, LEDGER_DAYS, with_for_update=True)
+    done = state.complete_before if state is not None else None
+    if done is not None and done >= target:
+        return done
+    condition = Transaction.created_at < midnight(target)
+    if done is not None:
+        condition = condition & (Transaction.created_at >= midnight(done))
+    totals: dict[tuple, int] = {}
+    for row_day, row_kind, total in ledger_movements(day_of, condition):
+        key = (row_day if isinstance(row_day, date) else date.fromisoformat(row_day), row_kind)
+        totals[key] = totals.get(key, 0) + int(total or 0)
+    rows = [{"day": day, "kind": kind, "amount": amount} for (day, kind), amount in totals.items()]
+    if rows:
+        db.session.execute(insert(LedgerDay), rows)
+    if state is None:
+        db.session.add(RollupState(name=LEDGER_DAYS, complete_before=target))
+    else:
+        state.complete_before = target
+    db.session.flush()
+    return target
+
+
+def midnight(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+def ledger_by(period: Period, group) -> dict[tuple, int]:
+    """Net credits moved in the period by (group, kind): the rollup, then the live ledger.
+
+    ``group`` maps a date/timestamp column to the grouping value (None: by kind only).
+    """
+    boundary = ensure_ledger_days()
+    totals: dict[tuple, int] = {}
+    rolled_end = min(period.end.date(), boundary)
+    if period.start.date() < rolled_end:
+        key = group(LedgerDay.day, rolled=True) if group else literal("")
+        for value, kind, total in db.session.execute(
+            select(key, LedgerDay.kind, func.sum(LedgerDay.amount))
+            .where(LedgerDay.day >= period.start.date(), LedgerDay.day < rolled_end)
+            .group_by(key, LedgerDay.kind)
+        ).all():
+            totals[(value, kind)] = totals.get((value, kind), 0) + int(total or 0)
+    live_start = max(period.start, midnight(boundary))
+    if live_start < period.end:
+        key = (lambda column: group(column, rolled=False)) if group else (lambda c: literal(""))
+        condition = (Transaction.created_at >= live_start) & (Transaction.created_at < period.end)
+        for value, row_kind, total in ledger_movements(key, condition):
+            totals[(value, row_kind)] = totals.get((value, row_kind), 0) + int(total or 0)
+    return totals
+
+
 def ledger_totals(period: Period) -> dict[str, int]:
     """Credits moved in the period by kind, net of reversals made in the period."""
-    totals = dict(
-        db.session.execute(
-            select(Transaction.kind, func.coalesce(func.sum(Transaction.amount), 0))
-            .where(Transaction.created_at >= period.start, Transaction.created_at < period.end)
-            .where(Transaction.kind != TransactionKind.REVERSE.value)
-            .group_by(Transaction.kind)
-        ).all()
-    )
-    original = aliased(Transaction)
-    reversed_totals = dict(
-        db.session.execute(
-            select(original.kind, func.coalesce(func.sum(Transaction.amount), 0))
-            .join(original, Transaction.reverses_id == original.id)
-            .where(
-                Transaction.kind == TransactionKind.REVERSE.value,
-                Transaction.created_at >= period.start,
-                Transaction.created_at < period.end,
-            )
-            .group_by(original.kind)
-        ).all()
-    )
+    by_kind: dict[str, int] = {}
+    for (_value, kind), total in ledger_by(period, None).items():
+        by_kind[kind] = by_kind.get(kind, 0) + total
     return {
-        kind.value: int(totals.get(kind.value, 0)) - int(reversed_totals.get(kind.value, 0))
+        kind.value: by_kind.get(kind.value, 0)
         for kind in TransactionKind
         if kind != TransactionKind.REVERSE
     }
+
+
+def ledger_month(column, *, rolled: bool):
+    """``YYYY-MM`` of a rollup day or a transaction's time."""
+    if rolled:
+        if db.session.get_bind().dialect.name == "postgresql":
+            return func.to_char(column, "YYYY-MM")
+        return func.strftime("%Y-%m", column)
+    return month_of(column)
 
 
 def outstanding_at(moment: datetime) -> int:
@@ -175,40 +277,82 @@ def owed_to_partners_pence() -> int:
     return int(total)
 
 
-def volunteer_counts(period: Period) -> dict[str, int]:
-    """Volunteers in the period, first-time, returning and new to the scheme.
+def volunteering_figures(period: Period) -> dict[str, int]:
+    """Minutes, volunteers (first-time, returning, new), activities and active residents.
 
-    One statement: the period's volunteers once, then for each an index probe for an
-    attendance before the period (reports' index on attendances (resident, time)).
+    One statement: the period's approved claims are read once, through sessions and the
+    claims' covering index, and folded per resident; each volunteer then costs one index
+    probe for an attendance before the period.
     """
-    volunteers = (
-        approved_claims(period).with_only_columns(Claim.resident_id).distinct().cte("volunteers")
+    per_resident = (
+        approved_claims(period)
+        .with_only_columns(Claim.resident_id, func.sum(Claim.minutes).label("minutes"))
+        .group_by(Claim.resident_id)
+        .cte("per_resident")
     )
     earlier = (
         select(Attendance.id)
         .where(
-            Attendance.resident_id == volunteers.c.resident_id,
+            Attendance.resident_id == per_resident.c.resident_id,
             Attendance.checked_in_at < period.start,
         )
         .exists()
     )
-    first_time = ~earlier
-    joined = User.created_at >= period.start
-    total, first, new = db.session.execute(
+    joined = (User.created_at >= period.start) & (User.created_at < period.end)
+    flagged = (
         select(
-            func.count(),
-            func.coalesce(func.sum(case((first_time, 1), else_=0)), 0),
-            func.coalesce(func.sum(case((first_time & joined, 1), else_=0)), 0),
+            per_resident.c.minutes,
+            case((earlier, 0), else_=1).label("first"),
+            case((joined, 1), else_=0).label("joined"),
         )
-        .select_from(volunteers)
-        .join(User, User.id == volunteers.c.resident_id)
+        .select_from(per_resident)
+        .join(User, User.id == per_resident.c.resident_id)
+        .subquery()
+    )
+    people = select(
+        func.coalesce(func.sum(flagged.c.minutes), 0).label("minutes"),
+        func.count().label("volunteers"),
+        func.coalesce(func.sum(flagged.c.first), 0).label("first"),
+        func.coalesce(func.sum(flagged.c.first * flagged.c.joined), 0).label("new"),
+    ).subquery()
+    spenders = standing_redemptions(period).with_only_columns(Redemption.resident_id)
+    active = select(func.count()).select_from(
+        union(select(per_resident.c.resident_id), spenders).subquery()
+    )
+    activities = select(func.count(distinct(VolunteeringSession.activity_id))).where(
+        VolunteeringSession.starts_at >= period.start,
+        VolunteeringSession.starts_at < period.end,
+        select(Claim.id)
+        .where(Claim.session_id == VolunteeringSession.id, Claim.status == APPROVED)
+        .exists(),
+    )
+    row = db.session.execute(
+        select(
+            people.c.minutes,
+            people.c.volunteers,
+            people.c.first,
+            people.c.new,
+            active.scalar_subquery(),
+            activities.scalar_subquery(),
+        )
     ).one()
+    minutes, volunteers, first, new, active_count, activity_count = (int(v or 0) for v in row)
     return {
-        "volunteers": int(total),
-        "first_time_volunteers": int(first),
-        "returning_volunteers": int(total) - int(first),
-        "new_volunteers": int(new),
+        "minutes": minutes,
+        "volunteers": volunteers,
+        "first_time_volunteers": first,
+        "returning_volunteers": volunteers - first,
+        "new_volunteers": new,
+        "active_residents": active_count,
+        "activities_active": activity_count,
     }
+
+
+def volunteer_counts(period: Period) -> dict[str, int]:
+    """Volunteers in the period, first-time, returning and new to the scheme."""
+    figures = volunteering_figures(period)
+    keys = ("volunteers", "first_time_volunteers", "returning_volunteers", "new_volunteers")
+    return {key: figures[key] for key in keys}
 
 
 def standing_redemptions(period: Period):
@@ -263,13 +407,8 @@ class Summary:
 
 def summary(period: Period) -> Summary:
     """Every headline figure for ``period``."""
-    claims = approved_claims(period).subquery()
-    minutes, activities = db.session.execute(
-        select(
-            func.coalesce(func.sum(claims.c.minutes), 0),
-            func.count(distinct(claims.c.activity_id)),
-        )
-    ).one()
+    tune_for_reports()
+    people = volunteering_figures(period)
     ledger = ledger_totals(period)
     outstanding = outstanding_at(period.end)
     rate = int(get_setting("PARTNER_DEFAULT_SETTLEMENT_RATE_PENCE"))
@@ -284,8 +423,8 @@ def summary(period: Period) -> Summary:
     return Summary(
         period_from=period.first_day.isoformat(),
         period_to=period.last_day.isoformat(),
-        hours=hours_from_minutes(minutes),
-        minutes=int(minutes),
+        hours=hours_from_minutes(people["minutes"]),
+        minutes=people["minutes"],
         credits_earned=ledger[TransactionKind.EARN.value],
         credits_spent=ledger[TransactionKind.SPEND.value],
         credits_expired=ledger[TransactionKind.EXPIRE.value],
@@ -295,12 +434,15 @@ def summary(period: Period) -> Summary:
         settlement_rate_pence=rate,
         outstanding_liability_pence=outstanding * rate,
         owed_to_partners_pence=owed_to_partners_pence(),
-        active_residents=active_residents(period),
-        activities_active=int(activities),
+        active_residents=people["active_residents"],
+        volunteers=people["volunteers"],
+        first_time_volunteers=people["first_time_volunteers"],
+        returning_volunteers=people["returning_volunteers"],
+        new_volunteers=people["new_volunteers"],
+        activities_active=people["activities_active"],
         partners_active=int(partners),
         redemptions=int(redemption_count),
         money_to_local_businesses_pence=int(pence),
-        **volunteer_counts(period),
     )
 
 
@@ -318,6 +460,7 @@ def months_in(period: Period) -> list[str]:
 
 def by_month(period: Period) -> list[dict]:
     """Hours, volunteers, credits earned, spent and expired, and money to partners by month."""
+    tune_for_reports()
     claims = approved_claims(period).subquery()
     month = month_of(claims.c.checked_in_at)
     volunteering = {
@@ -330,18 +473,9 @@ def by_month(period: Period) -> list[dict]:
             ).group_by(month)
         ).all()
     }
-    tx_month = month_of(Transaction.created_at)
-    original = aliased(Transaction)
-    kind = func.coalesce(original.kind, Transaction.kind)
-    sign = case((Transaction.reverses_id.is_(None), 1), else_=-1)
     ledger: dict[str, dict[str, int]] = {}
-    for row_month, row_kind, total in db.session.execute(
-        select(tx_month, kind, func.sum(Transaction.amount * sign))
-        .outerjoin(original, Transaction.reverses_id == original.id)
-        .where(Transaction.created_at >= period.start, Transaction.created_at < period.end)
-        .group_by(tx_month, kind)
-    ).all():
-        ledger.setdefault(row_month, {})[row_kind] = int(total or 0)
+    for (row_month, row_kind), total in ledger_by(period, ledger_month).items():
+        ledger.setdefault(row_month, {})[row_kind] = total
     redemptions = standing_redemptions(period).subquery()
     r_month = month_of(redemptions.c.created_at)
     money = dict(
@@ -372,6 +506,7 @@ def by_month(period: Period) -> list[dict]:
 
 def by_activity_field(period: Period, field: str) -> list[dict]:
     """Hours, credits, volunteers and activities by an activity column (category, ward)."""
+    tune_for_reports()
     claims = approved_claims(period).subquery()
     column = getattr(Activity, field)
     found = {

@@ -58,6 +58,7 @@ def dashboard():
     """The scheme at a glance: figures, charts with their data tables, CSV downloads."""
     period, problem = requested_period()
     data = council_tables(period)
+    db.session.commit()  # keep the days the ledger rollup added (reports.queries)
     return render_template(
         "reports/dashboard.html",
         period=period,
@@ -78,6 +79,7 @@ def dashboard_csv(table: str):
     if problem:
         abort(400)
     rows = council_tables(period)[table]
+    db.session.commit()  # keep the days the ledger rollup added
     return csv_response(tables.TABLES[table], rows, f"{table}-{period.first_day}-{period.last_day}")
 
 

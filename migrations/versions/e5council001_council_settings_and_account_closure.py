@@ -1,4 +1,4 @@
-"""council: scheme settings saved by admins, closed accounts, report indexes
+"""council: scheme settings saved by admins, closed accounts, report indexes and rollup
 
 Revision ID: e5council001
 Revises: d4jobs000001
@@ -62,6 +62,19 @@ def upgrade():
         batch_op.add_column(
             sa.Column("closed_at", core.timeutil.UTCDateTime(timezone=True), nullable=True)
         )
+    op.create_table(
+        "report_ledger_days",
+        sa.Column("day", sa.Date(), nullable=False),
+        sa.Column("kind", sa.String(length=20), nullable=False),
+        sa.Column("amount", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("day", "kind", name=op.f("pk_report_ledger_days")),
+    )
+    op.create_table(
+        "report_rollups",
+        sa.Column("name", sa.String(length=40), nullable=False),
+        sa.Column("complete_before", sa.Date(), nullable=False),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_report_rollups")),
+    )
     # Covering indexes of the reports (reports/models.py; timings in bench/README.md).
     for name, table, columns, include in REPORT_INDEXES:
         op.create_index(name, table, columns, postgresql_include=include)
@@ -70,6 +83,8 @@ def upgrade():
 def downgrade():
     for name, table, _columns, _include in reversed(REPORT_INDEXES):
         op.drop_index(name, table_name=table)
+    op.drop_table("report_rollups")
+    op.drop_table("report_ledger_days")
     with op.batch_alter_table("users", schema=None) as batch_op:
         batch_op.drop_column("closed_at")
     op.drop_table("scheme_settings")

@@ -206,3 +206,30 @@ def test_organisers_and_partners_see_their_own_reports_only(app, client, create_
     assert 'data-measure="amount_pence">£2.00<' in mine.get_data(as_text=True)
     assert staff_client.get(f"/reports/partners/{known['books'][0]}").status_code == 403
     assert "Corner Café" in staff_client.get("/reports").get_data(as_text=True)
+
+
+def test_closed_days_come_from_the_rollup_and_today_from_the_ledger(app, create_user):
+    from datetime import timedelta
+
+    from core.timeutil import utcnow
+    from reports.models import LedgerDay, RollupState
+    from rewards import operations as ledger
+
+    resident = create_user(Role.RESIDENT)
+    today = utcnow().date()
+    with app.app_context():
+        ledger.earn(resident.id, 3, idempotency_key="today", description="Litter pick")
+        db.session.commit()
+        period = Period.from_dates(today - timedelta(days=400), today)
+        assert queries.summary(period).credits_earned == 3
+        state = db.session.get(RollupState, "ledger_days")
+        assert state.complete_before == today - timedelta(days=1)
+        db.session.commit()
+        db.session.remove()
+    # Today is read live: more credits today show at once; the rollup is not redone.
+    with app.app_context():
+        ledger.earn(resident.id, 2, idempotency_key="today-2", description="Litter pick")
+        db.session.commit()
+        assert queries.ledger_totals(period)["earn"] == 5
+        assert db.session.execute(db.select(db.func.count()).select_from(LedgerDay)).scalar() == 0
+        db.session.remove()
