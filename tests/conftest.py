@@ -119,6 +119,7 @@ def clean_state(request):
     app = request.getfixturevalue("app")
     # A test that made another app also made its Celery app the default: give it back.
     app.extensions["celery"].set_default()
+    app.extensions["celery"].set_current()
     with app.app_context():
         db.session.remove()
         with db.engine.begin() as conn:
@@ -262,3 +263,4 @@ def make_app(app, database_url):
     yield make
     limiter.init_app(app)
     app.extensions["celery"].set_default()
+    app.extensions["celery"].set_current()
