@@ -13,13 +13,13 @@ def expire_credits() -> int:
     return expire_due_lots().lots_expired
 
 
-@shared_task(name="rewards.tasks.send_expiry_reminders")
-def send_expiry_reminders() -> int:
-    """Queue reminders for credits about to expire, then send the outbox."""
-    from core.mail import send_outbox_task
+@shared_task(name="rewards.tasks.send_expiry_reminders", bind=True)
+def send_expiry_reminders(self) -> int:
+    """Queue reminders for credits about to expire, then ask for the outbox to be sent."""
     from rewards.expiry import send_expiry_reminders as remind
 
     emails = remind().emails
     if emails:
-        send_outbox_task.delay()
+        # Through this task's own Celery app (not the process's "current" one).
+        self.app.tasks["core.mail.send_outbox"].delay()
     return emails

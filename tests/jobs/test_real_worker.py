@@ -23,12 +23,17 @@ from tests.stripe_fake import FakeStripe
 
 ROOT = Path(__file__).resolve().parents[2]
 
-#: The worker module: the project's, with a short visibility timeout so a message a killed
-#: worker took is given to the next worker within seconds (production keeps Redis's hour).
+#: The worker module: the project's, with a short visibility timeout and a sweep every
+#: second, so a message a killed worker took is given to the next worker within seconds
+#: (production keeps Redis's hour).
 WORKER_MODULE = """
 from celery_worker import celery_app, flask_app  # noqa: F401
 
-celery_app.conf.broker_transport_options = {"visibility_timeout": 4}
+celery_app.conf.broker_transport_options = {
+    "visibility_timeout": 4,
+    "unacked_restore_interval": 1,
+    "unacked_restore_throttle": 1,
+}
 """
 
 
