@@ -264,3 +264,10 @@ def make_app(app, database_url):
     limiter.init_app(app)
     app.extensions["celery"].set_default()
     app.extensions["celery"].set_current()
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test that asks for PostgreSQL is marked ``postgres``, so a SQLite run can leave it out."""
+    for item in items:
+        if "postgres_required" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)
