@@ -223,9 +223,7 @@ def earn(
             issuance_key: lambda: system_account(AccountKind.ISSUANCE),
         }
     )
-    replay = _replay(idempotency_key, request_hash)
-    if replay is not None:
-        return replay
+    # A replay is answered by ``Posting.write``: its insert meets the key already there.
     wallet, issuance = locked[wallet_key], locked[issuance_key]
     now = utcnow()
     if expires_at is None:
@@ -262,15 +260,20 @@ def spend(
     partner = locked.get(partner_account_id)
     if partner is None or partner.kind != AccountKind.PARTNER:
         raise InvalidRecipient("Credits can only be spent with a partner.")
-    replay = _replay(idempotency_key, request_hash)
-    if replay is not None:
-        return replay
     wallet = locked.get(wallet_key)
-    if wallet is None:
-        raise InsufficientCredits(f"You have no credits yet; this needs {amount}.")
     now = utcnow()
     posting = Posting(TransactionKind.SPEND, amount)
-    posting.consume_lots(wallet, amount, now)
+    try:
+        if wallet is None:
+            raise InsufficientCredits(f"You have no credits yet; this needs {amount}.")
+        posting.consume_lots(wallet, amount, now)
+    except InsufficientCredits:
+        # The first answer to a replayed spend may have used the credits: answer it again.
+        replay = _replay(idempotency_key, request_hash)
+        if replay is not None:
+            return replay
+        raise
+    # Otherwise a replay is answered by ``Posting.write``: its insert meets the key there.
     posting.leg(wallet, -amount, _words(f"at {partner.name}", description))
     posting.leg(partner, amount, description or "redemption")
     return posting.write(
