@@ -93,3 +93,30 @@ def bearer_doc(*roles: str) -> dict:
     if roles:
         doc["description"] = "Roles: " + ", ".join(roles) + "."
     return doc
+
+
+class PageArgsSchema(ma.Schema):
+    """API.md's list paging: ``?limit=`` (default 50, at most 200) and ``?cursor=``."""
+
+    limit = ma.fields.Integer(load_default=50, validate=ma.validate.Range(min=1, max=200))
+    cursor = ma.fields.String(load_default=None, validate=ma.validate.Length(max=40))
+
+
+def paginate(query, id_column, limit: int, cursor: str | None, *, newest_first=True) -> dict:
+    """``{"items", "next_cursor"}``: up to ``limit`` rows of ``query`` after ``cursor``.
+
+    The cursor is the id of the last row of the previous page; rows come newest (highest
+    id) first, or oldest first with ``newest_first=False``.
+    """
+    from core.extensions import db
+
+    if cursor:
+        if not cursor.isdigit() or len(cursor) > 18:
+            raise InvalidRequest("The cursor is not right.", {"cursor": ["Not a cursor."]})
+        after = id_column < int(cursor) if newest_first else id_column > int(cursor)
+        query = query.where(after)
+    order = id_column.desc() if newest_first else id_column.asc()
+    rows = db.session.execute(query.order_by(None).order_by(order).limit(limit + 1)).scalars()
+    rows = list(rows)
+    items = rows[:limit]
+    return {"items": items, "next_cursor": str(items[-1].id) if len(rows) > limit else None}

@@ -11,8 +11,8 @@ from flask.views import MethodView
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from core.apiframework import ApiBlueprint, RequestSchema, bearer_doc
-from core.errors import ForbiddenError, InvalidRequest, NotFoundError
+from core.apiframework import ApiBlueprint, PageArgsSchema, RequestSchema, bearer_doc, paginate
+from core.errors import ForbiddenError, NotFoundError
 from core.extensions import db, limiter
 from core.models import Role
 from core.qrcodes import qr_svg
@@ -189,11 +189,6 @@ class RedemptionListSchema(ma.Schema):
     next_cursor = ma.fields.String(allow_none=True)
 
 
-class PageArgsSchema(ma.Schema):
-    limit = ma.fields.Integer(load_default=50, validate=ma.validate.Range(min=1, max=200))
-    cursor = ma.fields.String(load_default=None)
-
-
 class DirectoryArgsSchema(PageArgsSchema):
     q = ma.fields.String(load_default="", validate=ma.validate.Length(max=100))
     category = ma.fields.String(load_default="", validate=ma.validate.Length(max=60))
@@ -220,22 +215,6 @@ class RedemptionListArgsSchema(PageArgsSchema):
 
 
 # --- helpers --------------------------------------------------------------------------------
-
-
-def paginate(query, id_column, limit: int, cursor: str | None) -> dict:
-    """``{"items", "next_cursor"}`` of ``query`` ordered newest (highest id) first."""
-    if cursor is not None:
-        if not cursor.isdigit() or len(cursor) > 18:
-            raise InvalidRequest("The cursor is not right.", {"cursor": ["Not a cursor."]})
-        query = query.where(id_column < int(cursor))
-    rows = list(
-        db.session.execute(
-            query.order_by(None).order_by(id_column.desc()).limit(limit + 1)
-        ).scalars()
-    )
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return {"items": rows, "next_cursor": str(rows[-1].id) if more and rows else None}
 
 
 def get_partner(partner_id: int) -> Partner:

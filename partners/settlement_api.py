@@ -7,12 +7,12 @@ from flask import g
 from flask.views import MethodView
 from sqlalchemy import select
 
-from core.apiframework import ApiBlueprint, bearer_doc
+from core.apiframework import ApiBlueprint, PageArgsSchema, bearer_doc, paginate
 from core.errors import ForbiddenError
 from core.models import Role
 from core.security import api_auth
 from partners import operations
-from partners.api import PageArgsSchema, get_partner, paginate
+from partners.api import get_partner
 from partners.settlement import Settlement, SettlementStatus
 
 settlements_api = ApiBlueprint(

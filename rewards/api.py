@@ -7,7 +7,7 @@ from flask import g
 from flask.views import MethodView
 from sqlalchemy import select
 
-from core.apiframework import ApiBlueprint, RequestSchema, bearer_doc
+from core.apiframework import ApiBlueprint, PageArgsSchema, RequestSchema, bearer_doc
 from core.errors import InvalidRequest, NotFoundError
 from core.extensions import db
 from core.models import Role, User
@@ -65,14 +65,6 @@ class HistoryItemSchema(ma.Schema):
 class HistoryPageSchema(ma.Schema):
     items = ma.fields.List(ma.fields.Nested(HistoryItemSchema), required=True)
     next_cursor = ma.fields.String(allow_none=True, required=True)
-
-
-class PageArgsSchema(ma.Schema):
-    class Meta:
-        unknown = ma.EXCLUDE
-
-    limit = ma.fields.Integer(load_default=50, validate=ma.validate.Range(min=1, max=200))
-    cursor = ma.fields.String(load_default=None, validate=ma.validate.Length(max=40))
 
 
 class GiftRequestSchema(RequestSchema):

@@ -10,8 +10,8 @@ from flask import g
 from flask.views import MethodView
 from sqlalchemy import select
 
-from core.apiframework import ApiBlueprint, RequestSchema, bearer_doc
-from core.errors import ForbiddenError, InvalidRequest
+from core.apiframework import ApiBlueprint, PageArgsSchema, RequestSchema, bearer_doc, paginate
+from core.errors import ForbiddenError
 from core.extensions import db
 from core.models import Role
 from core.qrcodes import qr_svg
@@ -39,11 +39,6 @@ COUNCIL = (Role.COUNCIL, Role.ADMIN)
 
 
 # --- schemas -----------------------------------------------------------------------------
-
-
-class VolunteeringPageQuerySchema(ma.Schema):
-    limit = ma.fields.Integer(load_default=50, validate=ma.validate.Range(min=1, max=200))
-    cursor = ma.fields.String(load_default=None)
 
 
 class OrganisationSchema(ma.Schema):
@@ -107,7 +102,7 @@ class ActivityListSchema(ma.Schema):
     next_cursor = ma.fields.String(allow_none=True, required=True)
 
 
-class ActivityQuerySchema(VolunteeringPageQuerySchema):
+class ActivityQuerySchema(PageArgsSchema):
     status = ma.fields.String(
         load_default=None, validate=ma.validate.OneOf(["pending", "approved", "rejected"])
     )
@@ -222,7 +217,7 @@ class ClaimListSchema(ma.Schema):
     next_cursor = ma.fields.String(allow_none=True, required=True)
 
 
-class ClaimQuerySchema(VolunteeringPageQuerySchema):
+class ClaimQuerySchema(PageArgsSchema):
     status = ma.fields.String(
         load_default="pending", validate=ma.validate.OneOf(["pending", "approved", "rejected"])
     )
@@ -233,19 +228,9 @@ class ClaimQuerySchema(VolunteeringPageQuerySchema):
 # --- helpers -----------------------------------------------------------------------------
 
 
-def paginate(query, model, args) -> dict:
-    """API.md's page: ``items`` after ``cursor`` (an id), up to ``limit``, and the next cursor."""
-    cursor = args.get("cursor")
-    if cursor:
-        try:
-            query = query.where(model.id > int(cursor))
-        except ValueError:
-            raise InvalidRequest("The cursor is not valid.", {"cursor": ["Not valid."]}) from None
-    limit = args["limit"]
-    rows = db.session.execute(query.order_by(model.id).limit(limit + 1)).scalars().all()
-    items = rows[:limit]
-    next_cursor = str(items[-1].id) if len(rows) > limit else None
-    return {"items": items, "next_cursor": next_cursor}
+def paginate_oldest_first(query, model, args) -> dict:
+    """API.md's page of ``query``, oldest first (see ``core.apiframework.paginate``)."""
+    return paginate(query, model.id, args["limit"], args["cursor"], newest_first=False)
 
 
 # --- organisations -----------------------------------------------------------------------
@@ -253,7 +238,7 @@ def paginate(query, model, args) -> dict:
 
 @volunteering_api.route("/organisations")
 class OrganisationsResource(MethodView):
-    @volunteering_api.arguments(VolunteeringPageQuerySchema, location="query")
+    @volunteering_api.arguments(PageArgsSchema, location="query")
     @volunteering_api.response(200, OrganisationListSchema)
     @volunteering_api.doc(**bearer_doc("organiser", "council"))
     @api_auth(Role.ORGANISER, *COUNCIL)
@@ -269,7 +254,7 @@ class OrganisationsResource(MethodView):
                     )
                 )
             )
-        return paginate(query, Organisation, args)
+        return paginate_oldest_first(query, Organisation, args)
 
     @volunteering_api.arguments(OrganisationCreateSchema)
     @volunteering_api.response(201, OrganisationSchema)
@@ -361,7 +346,7 @@ class ActivitiesResource(MethodView):
             query = query.where(Activity.ward == args["ward"])
         if args.get("q"):
             query = query.where(Activity.title.ilike(f"%{args['q']}%"))
-        return paginate(query, Activity, args)
+        return paginate_oldest_first(query, Activity, args)
 
     @volunteering_api.arguments(ActivityCreateSchema)
     @volunteering_api.response(201, ActivitySchema)
@@ -426,7 +411,7 @@ class ActivityReject(MethodView):
 
 @volunteering_api.route("/activities/<int:activity_id>/sessions")
 class ActivitySessions(MethodView):
-    @volunteering_api.arguments(VolunteeringPageQuerySchema, location="query")
+    @volunteering_api.arguments(PageArgsSchema, location="query")
     @volunteering_api.response(200, SessionListSchema)
     @volunteering_api.doc(**bearer_doc("any user"))
     @api_auth()
@@ -434,7 +419,7 @@ class ActivitySessions(MethodView):
         """The sessions of an activity you may see."""
         visible_activity(activity_id)
         query = select(VolunteeringSession).where(VolunteeringSession.activity_id == activity_id)
-        return paginate(query, VolunteeringSession, args)
+        return paginate_oldest_first(query, VolunteeringSession, args)
 
     @volunteering_api.arguments(SessionCreateSchema)
     @volunteering_api.response(201, SessionSchema)
@@ -529,7 +514,7 @@ class Checkins(MethodView):
 
 @volunteering_api.route("/sessions/<int:session_id>/attendances")
 class SessionAttendances(MethodView):
-    @volunteering_api.arguments(VolunteeringPageQuerySchema, location="query")
+    @volunteering_api.arguments(PageArgsSchema, location="query")
     @volunteering_api.response(200, AttendanceListSchema)
     @volunteering_api.doc(**bearer_doc("organiser of the session"))
     @api_auth(Role.ORGANISER)
@@ -537,7 +522,7 @@ class SessionAttendances(MethodView):
         """Who attended the session."""
         ops.organised_session(g.api_user, session_id)
         query = select(Attendance).where(Attendance.session_id == session_id)
-        return paginate(query, Attendance, args)
+        return paginate_oldest_first(query, Attendance, args)
 
     @volunteering_api.arguments(AttendanceCreateSchema)
     @volunteering_api.response(201, AttendanceSchema)
@@ -574,7 +559,7 @@ class Claims(MethodView):
             )
         if args.get("flag"):
             query = ops.claims_flagged(query, args["flag"])
-        return paginate(query, Claim, args)
+        return paginate_oldest_first(query, Claim, args)
 
 
 @volunteering_api.route("/claims/<int:claim_id>/approve")
