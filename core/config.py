@@ -46,6 +46,7 @@ def default_config(instance_path: str) -> dict:
         "CELERY_BROKER_URL": f"sqla+sqlite:///{instance / 'celery-broker.sqlite'}",
         "CELERY_BEAT_SCHEDULE_FILE": str(instance / "celerybeat-schedule"),
         "RATELIMIT_STORAGE_URI": "memory://",
+        "DATABASE_POOL_PRE_PING": False,
         # Sign-in throttling: failed attempts per account and per client address.
         "SIGNIN_LIMIT_PER_ACCOUNT": "5 per 15 minutes",
         "SIGNIN_LIMIT_PER_IP": "30 per 15 minutes",
@@ -151,7 +152,12 @@ def finalise(app) -> None:
         # Several threads (the dev server, tests) share a file database: wait for locks.
         config["SQLALCHEMY_ENGINE_OPTIONS"].setdefault("connect_args", {"timeout": 30})
     else:
-        config["SQLALCHEMY_ENGINE_OPTIONS"].setdefault("pool_pre_ping", True)
+        # A ping costs a round trip on every checkout (every request); recycling connections
+        # after a few minutes covers a restarted server without it. DATABASE_POOL_PRE_PING
+        # turns it back on where connections die often (a flaky network, a proxy).
+        engine_options = config["SQLALCHEMY_ENGINE_OPTIONS"]
+        engine_options.setdefault("pool_pre_ping", bool(config.get("DATABASE_POOL_PRE_PING")))
+        engine_options.setdefault("pool_recycle", 300)
     development = config["CIVIC_CREDITS_ENV"] == "development" or app.debug
     if config["SESSION_COOKIE_SECURE"] is None:
         config["SESSION_COOKIE_SECURE"] = not development
