@@ -669,7 +669,7 @@ class Posting:
             movements += [{"lot_id": lot.id, "amount": delta} for lot, delta in changed]
         for lot in self.new_lots:
             row = {"remaining": lot["amount"], "created_by_id": transaction_id, **lot}
-            lot_id = connection.execute(insert(LOTS).values(**row).returning(LOTS.c.id)).scalar()
+            lot_id = connection.execute(INSERT_LOT, row).scalar()
             movements.append({"lot_id": lot_id, "amount": lot["amount"]})
         if movements:
             connection.execute(
@@ -770,6 +770,8 @@ def _replay(idempotency_key: str, request_hash: str) -> Transaction | None:
     return db.session.get(Transaction, row.id)
 
 
+#: A new lot, its id returned (built once: hot path).
+INSERT_LOT = insert(LOTS).returning(LOTS.c.id)
 REPLAY_QUERY = select(TRANSACTIONS.c.id, TRANSACTIONS.c.request_hash).where(
     TRANSACTIONS.c.idempotency_key == bindparam("idempotency_key")
 )
