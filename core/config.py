@@ -68,6 +68,8 @@ def default_config(instance_path: str) -> dict:
         "OPENAPI_URL_PREFIX": "/api/v1",
         "OPENAPI_JSON_PATH": "openapi.json",
         "JSON_SORT_KEYS": False,
+        # Credits (rewards/): an earned lot expires this many days after it is earned.
+        "CREDIT_VALIDITY_DAYS": 365,
         # Volunteering (volunteering/): lists organisers choose from, and the claim rules.
         "VOLUNTEERING_CATEGORIES": [
             "Environment",
