@@ -257,10 +257,17 @@ def make_app(app, database_url):
     Extensions are singletons, so the main test app is bound again afterwards.
     """
 
+    made = []
+
     def make(**overrides):
-        return create_app(app_settings(database_url, **overrides))
+        made.append(create_app(app_settings(database_url, **overrides)))
+        return made[-1]
 
     yield make
+    for other in made:  # close their connections now, not whenever garbage is collected
+        with other.app_context():
+            db.session.remove()
+            db.engine.dispose()
     limiter.init_app(app)
     app.extensions["celery"].set_default()
     app.extensions["celery"].set_current()
