@@ -174,23 +174,41 @@ def visible_partner(partner_id: int):
     return partner
 
 
+def render_own_report(template: str, name: str, subject, report_of, report_tables: dict):
+    """The report page of one organisation or partner for the requested period."""
+    period, problem = requested_period()
+    return render_template(
+        template,
+        **{name: subject},
+        period=period,
+        problem=problem,
+        report=report_of(subject.id, period),
+        report_tables=report_tables,
+        tables=tables,
+        query={"from": period.first_day.isoformat(), "to": period.last_day.isoformat()},
+    ), (400 if problem else 200)
+
+
+def own_report_csv(name: str, subject, report_of, report_tables: dict, table: str):
+    """One table of an organisation's or partner's report as CSV."""
+    period, problem = requested_period()
+    if problem:
+        abort(400)
+    rows = report_of(subject.id, period)[table]
+    return csv_response(report_tables[table], rows, f"{name}-{subject.id}-{table}")
+
+
 @reports_bp.get("/reports/organisations/<int:organisation_id>")
 @roles_required(Role.ORGANISER, *COUNCIL)
 def organisation(organisation_id: int):
     """An organisation's hours and volunteers (its organisers and council staff)."""
-    organisation = visible_organisation(organisation_id)
-    period, problem = requested_period()
-    report = queries.organisation_report(organisation.id, period)
-    return render_template(
+    return render_own_report(
         "reports/organisation.html",
-        organisation=organisation,
-        period=period,
-        problem=problem,
-        report=report,
-        report_tables=ORGANISATION_TABLES,
-        tables=tables,
-        query={"from": period.first_day.isoformat(), "to": period.last_day.isoformat()},
-    ), (400 if problem else 200)
+        "organisation",
+        visible_organisation(organisation_id),
+        queries.organisation_report,
+        ORGANISATION_TABLES,
+    )
 
 
 @reports_bp.get("/reports/organisations/<int:organisation_id>/<table>.csv")
@@ -200,30 +218,22 @@ def organisation_csv(organisation_id: int, table: str):
     if table not in ORGANISATION_TABLES:
         abort(404)
     organisation = visible_organisation(organisation_id)
-    period, problem = requested_period()
-    if problem:
-        abort(400)
-    rows = queries.organisation_report(organisation.id, period)[table]
-    return csv_response(ORGANISATION_TABLES[table], rows, f"organisation-{organisation.id}-{table}")
+    return own_report_csv(
+        "organisation", organisation, queries.organisation_report, ORGANISATION_TABLES, table
+    )
 
 
 @reports_bp.get("/reports/partners/<int:partner_id>")
 @roles_required(Role.PARTNER_STAFF, *COUNCIL)
 def partner(partner_id: int):
     """A partner's redemptions and what the scheme owes it (its staff and council staff)."""
-    partner = visible_partner(partner_id)
-    period, problem = requested_period()
-    report = queries.partner_report(partner.id, period)
-    return render_template(
+    return render_own_report(
         "reports/partner.html",
-        partner=partner,
-        period=period,
-        problem=problem,
-        report=report,
-        report_tables=PARTNER_TABLES,
-        tables=tables,
-        query={"from": period.first_day.isoformat(), "to": period.last_day.isoformat()},
-    ), (400 if problem else 200)
+        "partner",
+        visible_partner(partner_id),
+        queries.partner_report,
+        PARTNER_TABLES,
+    )
 
 
 @reports_bp.get("/reports/partners/<int:partner_id>/<table>.csv")
@@ -233,8 +243,4 @@ def partner_csv(partner_id: int, table: str):
     if table not in PARTNER_TABLES:
         abort(404)
     partner = visible_partner(partner_id)
-    period, problem = requested_period()
-    if problem:
-        abort(400)
-    rows = queries.partner_report(partner.id, period)[table]
-    return csv_response(PARTNER_TABLES[table], rows, f"partner-{partner.id}-{table}")
+    return own_report_csv("partner", partner, queries.partner_report, PARTNER_TABLES, table)
