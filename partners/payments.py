@@ -245,6 +245,20 @@ def send_transfer(settlement: Settlement, destination: str, now: datetime) -> bo
     settlement.stripe_destination = destination
     settlement.attempts += 1
     client = stripe_client()
+    if settlement.stripe_transfer_id is not None:
+        # Sent before: unless Stripe reversed that transfer, its money is with the partner
+        # (a payout of it failed, see ``note_payout_failure``) and another would pay twice.
+        try:
+            earlier = as_dict(client.v1.transfers.retrieve(settlement.stripe_transfer_id))
+        except (stripe.StripeError, OSError, http.client.HTTPException) as error:
+            detail = getattr(error, "user_message", None) or error or type(error).__name__
+            fail(settlement, f"Could not check the earlier transfer: {detail}", now)
+            return False
+        if not (earlier.get("reversed") or earlier.get("amount_reversed", 0)):
+            settlement.next_attempt_at = None
+            settlement.last_error = None
+            transition(settlement, S.PAID, now)
+            return True
     try:
         transfer = client.v1.transfers.create(
             params={
@@ -361,23 +375,95 @@ def apply_transfer(transfer: dict, now: datetime | None = None) -> str:
     return f"already {settlement.status}"
 
 
-def note_payout_failure(account_id: str, payout: dict) -> str:
-    """A payout from a connected account to the partner's bank failed: tell council."""
+def note_payout_failure(client, account_id: str, payout: dict, now: datetime | None = None) -> str:
+    """A (re-fetched) payout from a connected account to the partner's bank failed: note it
+    for the partner and council, and fail the settlements whose transfers it carried.
+
+    Which transfers a payout carried is Stripe's to say: the connected account's balance
+    transactions paid out by it (``BalanceTransaction.list(payout=...)`` with the account's
+    ``Stripe-Account``), whose ``payment`` sources (``py_...``) name the transfer that made
+    them (``source_transfer``). Each settlement paid (or still submitted: the payout's event
+    came before the transfer's) by one of those transfers becomes failed with Stripe's
+    reason. The transfer stands, so the money waits in the partner's Stripe balance and a
+    new transfer would pay twice: as for a reversed transfer, no automatic try is scheduled
+    and council decides (``send_transfer`` then confirms the standing transfer instead of
+    sending another; Stripe pays the balance out once the partner's bank details work).
+    """
+    now = now or utcnow()
     row = db.session.execute(
         select(StripeConnectedAccount).where(StripeConnectedAccount.account_id == account_id)
     ).scalar()
     if row is None:
         return "unknown account"
-    message = payout.get("failure_message") or payout.get("failure_code") or "payout failed"
     if payout.get("status") != "failed":
         return f"payout is {payout.get('status')}"
+    message = payout.get("failure_message") or payout.get("failure_code") or "payout failed"
     db.session.execute(
         update(StripeConnectedAccount)
         .where(StripeConnectedAccount.id == row.id)
-        .values(last_payout_failure=f"{payout['id']}: {message}"[:1000], updated_at=utcnow())
+        .values(last_payout_failure=f"{payout['id']}: {message}"[:1000], updated_at=now)
         .execution_options(synchronize_session=False)
     )
-    return "payout failure noted"
+    code = f" ({payout['failure_code']})" if payout.get("failure_code") else ""
+    reason = (
+        f"Stripe could not pay out to the partner's bank (payout {payout['id']}): "
+        f"{message}{code}. The money is in their Stripe balance until their bank details "
+        "are put right; a retry confirms the transfer without paying again."
+    )
+    failed = []
+    for transfer_id in sorted(payout_transfer_ids(client, account_id, payout["id"])):
+        settlement = settlement_of_transfer(client, transfer_id, now)
+        if settlement is None or settlement.partner_id != row.partner_id:
+            continue
+        if settlement.status in (S.SUBMITTED.value, S.PAID.value):
+            transition(settlement, S.FAILED, now)
+            settlement.last_error = reason[:1000]
+            settlement.next_attempt_at = None  # council decides, as for a reversal
+            db.session.flush()
+            failed.append(settlement.id)
+    if not failed:
+        return "payout failure noted"
+    return f"payout failure noted; settlements failed: {', '.join(map(str, failed))}"
+
+
+def payout_transfer_ids(client, account_id: str, payout_id: str) -> set[str]:
+    """The transfers whose money the connected account's automatic payout carried."""
+    found: set[str] = set()
+    params: dict = {"payout": payout_id, "type": "payment", "expand": ["data.source"], "limit": 100}
+    while True:
+        page = as_dict(
+            client.v1.balance_transactions.list(
+                params=params, options={"stripe_account": account_id}
+            )
+        )
+        data = page.get("data") or []
+        for txn in data:
+            source = txn.get("source")
+            transfer = source.get("source_transfer") if isinstance(source, dict) else None
+            if isinstance(transfer, dict):  # expanded further
+                transfer = transfer.get("id")
+            if isinstance(transfer, str) and transfer:
+                found.add(transfer)
+        if not page.get("has_more") or not data:
+            return found
+        params = {**params, "starting_after": data[-1]["id"]}
+
+
+def settlement_of_transfer(client, transfer_id: str, now: datetime) -> Settlement | None:
+    """The settlement paid by ``transfer_id``, locked; a transfer the worker never recorded
+    (it died after Stripe made it) is adopted from its metadata first, as its
+    ``transfer.created`` event would."""
+    settlement_id = db.session.execute(
+        select(Settlement.id).where(Settlement.stripe_transfer_id == transfer_id)
+    ).scalar()
+    if settlement_id is None:
+        apply_transfer(as_dict(client.v1.transfers.retrieve(transfer_id)), now)
+        settlement_id = db.session.execute(
+            select(Settlement.id).where(Settlement.stripe_transfer_id == transfer_id)
+        ).scalar()
+        if settlement_id is None:
+            return None  # not ours
+    return lock_settlement(settlement_id)
 
 
 # --------------------------------------------------------------------------- payment file

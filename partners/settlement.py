@@ -13,7 +13,8 @@ Design:
   the rate each redemption was taken at.
 - Statuses follow an explicit state machine (``TRANSITIONS``): pending -> submitted ->
   paid; submitted -> failed -> submitted again (a retry); pending or failed -> cancelled;
-  paid -> failed when Stripe reverses the transfer. Anything else raises
+  paid -> failed when Stripe reverses the transfer or the connected account's payout that
+  carried it fails (submitted -> failed too, when that news comes first). Anything else raises
   ``IllegalTransition`` (code ``illegal_settlement_transition``).
 - Budget cap: council sets a budget per period (``SettlementBudget``; the default comes from
   ``SETTLEMENT_BUDGET_PENCE``, None = no cap). A settlement that would take the period over
@@ -88,7 +89,7 @@ TRANSITIONS: dict[SettlementStatus, frozenset[SettlementStatus]] = {
     S.PENDING: frozenset({S.SUBMITTED, S.CANCELLED}),
     S.SUBMITTED: frozenset({S.PAID, S.FAILED}),
     S.FAILED: frozenset({S.SUBMITTED, S.CANCELLED}),
-    S.PAID: frozenset({S.FAILED}),  # a reversed transfer
+    S.PAID: frozenset({S.FAILED}),  # a reversed transfer, or a failed payout that carried it
     S.CANCELLED: frozenset(),
 }
 

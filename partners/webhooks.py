@@ -9,8 +9,10 @@
    and changes nothing;
 3. re-fetches the object from Stripe (the event's copy may be stale or out of order) and
    moves the settlement or connected account to what Stripe says now, in the same database
-   transaction as the event row. If anything fails the whole transaction is rolled back and
-   the answer is 500, so Stripe sends the event again later.
+   transaction as the event row. A ``payout.failed`` (the event names the connected
+   ``account``) fails the settlements whose transfers that payout carried
+   (``partners.payments.note_payout_failure``). If anything fails the whole transaction
+   is rolled back and the answer is 500, so Stripe sends the event again later.
 """
 
 from __future__ import annotations
@@ -117,5 +119,5 @@ def handle(event: dict) -> str:
         payout = as_dict(
             client.v1.payouts.retrieve(obj["id"], options={"stripe_account": account_id})
         )
-        return note_payout_failure(account_id, payout)
+        return note_payout_failure(client, account_id, payout)
     return "ignored"

@@ -358,6 +358,219 @@ def test_a_failed_payout_is_noted_for_the_partner_and_council(world, fake, clien
     assert "Payouts Stripe could not make" in page and "Café" in page
 
 
+# --------------------------------------------------------------------------- payout.failed
+
+
+def settle_period(world, shop, period_end) -> int:
+    """One redemption at the shop in the period ending ``period_end``, settled; its id."""
+    from partners.settlement import Settlement, create_settlements, period_length
+
+    with world.app.app_context():
+        length = period_length()
+    world.redeem(shop, world.resident(), at=period_end - length + timedelta(hours=1))
+    world.run(create_settlements, period_end=period_end)
+    return world.scalar(
+        select(Settlement.id).where(
+            Settlement.partner_id == shop.partner_id, Settlement.period_end == period_end
+        )
+    )
+
+
+def periods(world):
+    """The ends of the last complete period and of the one before it."""
+    from partners.settlement import last_complete_period
+
+    with world.app.app_context():
+        start, end = last_complete_period(utcnow())
+    return start, end
+
+
+@pytest.fixture
+def payout_world(world, fake, connected, client):
+    """Café: an older settlement paid out in payout ``po``, and a newer one paid after it;
+    Bakery (its own account): a settlement paid out in its own payout."""
+    bakery = world.shop("Bakery", rate=100, cost=2)
+    bakery.account_id = connect_partner(world, fake, bakery)
+    earlier_end, last_end = periods(world)
+    old = settle_period(world, connected, earlier_end)
+    pay(world)
+    po = fake.pay_out(connected.account_id)["id"]
+    new = settle_period(world, connected, last_end)
+    pay(world)
+    other = settle_period(world, bakery, last_end)
+    pay(world)
+    fake.pay_out(bakery.account_id)
+    assert set(deliver_all(client, fake)) == {200}
+    assert {settlement(world, i).status for i in (old, new, other)} == {"paid"}
+    return {"po": po, "old": old, "new": new, "other": other, "shop": connected}
+
+
+def test_a_failed_payout_fails_the_settlements_it_carried_and_only_them(
+    world, fake, client, payout_world
+):
+    pw = payout_world
+    fake.fail_payout(pw["shop"].account_id, payout_id=pw["po"])
+    (event,) = fake.undelivered
+    response = post_event(client, fake, event)
+    assert response.status_code == 200
+    assert (
+        response.get_json()["outcome"] == f"payout failure noted; settlements failed: {pw['old']}"
+    )
+    old = settlement(world, pw["old"])
+    assert old.status == "failed" and old.gave_up and old.failed_at is not None
+    assert pw["po"] in old.last_error and "bank account has been closed" in old.last_error
+    assert "account_closed" in old.last_error
+    assert settlement(world, pw["new"]).status == "paid"  # paid after that payout
+    assert settlement(world, pw["other"]).status == "paid"  # another partner's payout
+    note = world.scalar(
+        select(StripeConnectedAccount.last_payout_failure).where(
+            StripeConnectedAccount.partner_id == pw["shop"].partner_id
+        )
+    )
+    assert pw["po"] in note
+
+    sign_in(client, world.council)
+    page = client.get("/council/settlements").get_data(as_text=True)
+    assert "No more automatic tries" in page and "bank account has been closed" in page
+    # Council retries once the bank details are put right: the standing transfer is
+    # confirmed, no second transfer is sent.
+    transfers = len(fake.transfers)
+    post_form(client, f"/council/settlements/{pw['old']}/retry", {}, page="/council/settlements")
+    assert pay(world, now=utcnow() + timedelta(seconds=1)).transfers == [pw["old"]]
+    assert len(fake.transfers) == transfers and fake.transfer_posts == transfers
+    assert settlement(world, pw["old"]).status == "paid"
+
+
+def test_a_replayed_payout_failure_is_recorded_once(world, fake, client, payout_world):
+    pw = payout_world
+    fake.fail_payout(pw["shop"].account_id, payout_id=pw["po"])
+    (event,) = fake.undelivered
+    assert post_event(client, fake, event).status_code == 200
+    first = settlement(world, pw["old"])
+    again = post_event(client, fake, event)
+    assert again.status_code == 200 and again.get_json()["duplicate"] is True
+    assert world.count(StripeEvent, StripeEvent.event_id == event["id"]) == 1
+    assert settlement(world, pw["old"]).failed_at == first.failed_at
+
+
+def test_a_tampered_payout_failure_is_refused_and_changes_nothing(
+    world, fake, client, payout_world
+):
+    pw = payout_world
+    fake.fail_payout(pw["shop"].account_id, payout_id=pw["po"])
+    (event,) = fake.undelivered
+    payload, header = fake.signed(event, WEBHOOK_SECRET)
+    tampered = payload.replace(pw["po"].encode(), b"po_someone_elses")
+    response = client.post("/webhooks/stripe", data=tampered, headers={"Stripe-Signature": header})
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "invalid_signature"
+    assert world.count(StripeEvent, StripeEvent.event_id == event["id"]) == 0
+    assert settlement(world, pw["old"]).status == "paid"
+
+
+def test_a_payout_that_has_not_failed_after_all_changes_nothing(world, fake, client, payout_world):
+    """The event's copy says failed, Stripe says paid: Stripe wins."""
+    pw = payout_world
+    event = fake.emit(
+        "payout.failed",
+        {"id": pw["po"], "object": "payout", "status": "failed"},
+        account=pw["shop"].account_id,
+    )
+    assert post_event(client, fake, event).get_json()["outcome"] == "payout is paid"
+    assert settlement(world, pw["old"]).status == "paid"
+
+
+def test_a_payout_failure_before_the_transfer_event_fails_the_submitted_settlement(
+    world, fake, client, connected
+):
+    settlement_id = settle_last_week(world, connected)
+    pay(world)
+    created = fake.undelivered.pop()
+    assert created["type"] == "transfer.created"
+    po = fake.pay_out(connected.account_id)["id"]
+    fake.undelivered.clear()
+    fake.fail_payout(connected.account_id, payout_id=po)
+    (failed_event,) = fake.undelivered
+    assert settlement(world, settlement_id).status == "submitted"
+    outcome = post_event(client, fake, failed_event).get_json()["outcome"]
+    assert outcome.endswith(f"settlements failed: {settlement_id}")
+    assert settlement(world, settlement_id).status == "failed"
+    # The transfer's own event, arriving late, does not make it paid again.
+    assert post_event(client, fake, created).get_json()["outcome"] == "already failed"
+    row = settlement(world, settlement_id)
+    assert row.status == "failed" and row.gave_up and po in row.last_error
+
+
+def test_a_payout_failure_for_a_transfer_the_worker_never_recorded_adopts_it(
+    world, fake, client, connected, monkeypatch
+):
+    from partners import payments
+
+    settlement_id = settle_last_week(world, connected)
+    real = payments.send_transfer
+
+    def die(*args):
+        real(*args)
+        raise SystemExit("killed")
+
+    monkeypatch.setattr(payments, "send_transfer", die)
+    with pytest.raises(SystemExit):
+        pay(world)
+    assert settlement(world, settlement_id).status == "pending"
+    po = fake.pay_out(connected.account_id)["id"]
+    fake.undelivered.clear()
+    fake.fail_payout(connected.account_id, payout_id=po)
+    assert deliver_all(client, fake) == [200]
+    row = settlement(world, settlement_id)
+    assert row.status == "failed" and row.stripe_transfer_id in fake.transfers
+
+
+def test_the_fake_lists_a_payouts_balance_transactions_as_stripe_does(fake):
+    """Transfers in make payments on the connected account; a payout sweeps them; the
+    list by payout pages with starting_after and expands the payments' sources."""
+    import stripe
+
+    client = stripe.StripeClient(
+        "sk_test_x", base_addresses={"api": fake.url}, http_client=stripe.UrllibClient()
+    )
+    account = client.v1.accounts.create(params={"type": "express"})
+    fake.complete_onboarding(account.id)
+    made = [
+        client.v1.transfers.create(
+            params={"amount": 100 * n, "currency": "gbp", "destination": account.id}
+        )
+        for n in (1, 2, 3)
+    ]
+    assert all(t.destination_payment.startswith("py_") for t in made)
+    payout = fake.pay_out(account.id)
+    assert payout["amount"] == 600
+    options = {"stripe_account": account.id}
+    seen, params = [], {"payout": payout["id"], "limit": 1, "expand": ["data.source"]}
+    while True:
+        page = client.v1.balance_transactions.list(params=params, options=options)
+        seen += page.data
+        if not page.has_more:
+            break
+        params = {**params, "starting_after": page.data[-1].id}
+    assert sorted(t.type for t in seen) == ["payment", "payment", "payment", "payout"]
+    sources = {t.source.source_transfer for t in seen if t.type == "payment"}
+    assert sources == {t.id for t in made}
+    assert sum(t.net for t in seen) == 0  # the payout's own transaction takes it all out
+    payments_only = client.v1.balance_transactions.list(
+        params={"payout": payout["id"], "type": "payment"}, options=options
+    )
+    assert [t.source for t in payments_only.data] == [t.destination_payment for t in reversed(made)]
+    # Not on the platform, not another account's payout.
+    with pytest.raises(stripe.InvalidRequestError):
+        client.v1.balance_transactions.list(params={"payout": payout["id"]})
+    failed = fake.fail_payout(account.id, payout_id=payout["id"])["data"]["object"]
+    assert failed["status"] == "failed" and failed["failure_code"] == "account_closed"
+    back = client.v1.balance_transactions.retrieve(
+        failed["failure_balance_transaction"], options=options
+    )
+    assert back.type == "payout_failure" and back.amount == 600
+
+
 def test_events_are_delivered_over_http_with_a_real_signature(app, world, fake, submitted):
     """The fake POSTs to the app served on 127.0.0.1, as Stripe would."""
     settlement_id, _transfer = submitted

@@ -11,6 +11,15 @@ uses, over real HTTP, to the real ``stripe`` SDK (point ``STRIPE_API_BASE`` at `
   ``POST /v1/transfers/{id}/reversals``: transfers to connected accounts, emitting
   ``transfer.created`` and ``transfer.reversed``.
 - ``GET /v1/payouts/{id}`` (with ``Stripe-Account``), ``GET /v1/events/{id}``.
+- ``GET /v1/balance_transactions`` (``?payout=``, ``?type=``, ``?source=``, ``limit`` and
+  ``starting_after`` paging, ``expand[]=data.source``) and ``GET /v1/balance_transactions/{id}``,
+  on the platform or, with ``Stripe-Account``, on a connected account. As on Stripe, a
+  transfer to a connected account makes a payment there (``py_...``, a charge whose
+  ``source_transfer`` is the transfer, named by the transfer's ``destination_payment``) with
+  a balance transaction of type ``payment``; a reversal takes it back (``payment_refund``);
+  an automatic payout (``pay_out``) sweeps what the account holds into one payout (its own
+  balance transaction of type ``payout``) and listing by ``payout`` returns the transactions
+  it paid out; a failed payout gives the money back (``payout_failure``).
 
 Stripe's semantics kept: bearer key auth (401), form-encoded nested parameters, error
 bodies ``{"error": {"type", "code", "message", "param"}}`` with Stripe's statuses, and
@@ -21,9 +30,9 @@ requests refused by validation are not saved.
 
 Test controls (Python, same process): ``fail_next`` (an HTTP error or a dropped
 connection), ``hold_transfers`` (the transfer is made, the answer waits: a client killed
-meanwhile never hears of it), ``reverse_transfer``, ``fail_payout``, and webhook delivery
-to an endpoint with a real ``Stripe-Signature`` (``deliver``), or as signed payloads for a
-test client (``signed``).
+meanwhile never hears of it), ``reverse_transfer``, ``pay_out``, ``fail_payout``, and webhook
+delivery to an endpoint with a real ``Stripe-Signature`` (``deliver``), or as signed
+payloads for a test client (``signed``).
 """
 
 from __future__ import annotations
@@ -104,6 +113,10 @@ class FakeStripe:
         self.links: dict[str, str] = {}
         self.transfers: dict[str, dict] = {}
         self.payouts: dict[str, dict] = {}
+        #: Payments received by connected accounts (``py_...``), and balance transactions
+        #: (``_account``: whose, None for the platform; ``_payout``: the payout that took it).
+        self.payments: dict[str, dict] = {}
+        self.balance_transactions: dict[str, dict] = {}
         self.events: list[dict] = []
         self.undelivered: list[dict] = []
         self.idempotent: dict[tuple[str, str], Saved] = {}
@@ -221,22 +234,129 @@ class FakeStripe:
             transfer["reversals"]["data"].append(reversal)
             transfer["reversals"]["total_count"] = len(transfer["reversals"]["data"])
             self.balance += amount
+            payment = self.payments.get(transfer.get("destination_payment") or "")
+            if payment is not None:
+                # The connected account gives the money back: a refund of its payment.
+                payment["amount_refunded"] += amount
+                payment["refunded"] = payment["amount_refunded"] >= payment["amount"]
+                refund = self.new_id("pyr")
+                reversal["destination_payment_refund"] = refund
+                self.add_balance_transaction(
+                    payment["_account"], -amount, "payment_refund", refund, "refund"
+                )
         return self.emit("transfer.reversed", transfer)
 
-    def fail_payout(self, account_id: str, amount: int = 100) -> dict:
-        payout = {
-            "id": self.new_id("po"),
-            "object": "payout",
+    def add_balance_transaction(
+        self, account_id: str | None, amount: int, type_: str, source: str, category: str
+    ) -> dict:
+        """A balance transaction on ``account_id`` (None: the platform), available now."""
+        now = int(time.time())
+        txn = {
+            "id": self.new_id("txn"),
+            "object": "balance_transaction",
             "amount": amount,
+            "available_on": now,
+            "created": now,
             "currency": "gbp",
-            "status": "failed",
-            "failure_code": "account_closed",
-            "failure_message": "The bank account has been closed.",
-            "created": int(time.time()),
+            "description": None,
+            "exchange_rate": None,
+            "fee": 0,
+            "fee_details": [],
+            "net": amount,
+            "reporting_category": category,
+            "source": source,
+            "status": "available",
+            "type": type_,
+            "_account": account_id,
+            "_payout": None,
         }
+        self.balance_transactions[txn["id"]] = txn
+        return txn
+
+    def pay_out(self, account_id: str, *, status: str = "paid") -> dict:
+        """The account's automatic payout: everything it holds that no payout took yet.
+
+        Emits ``payout.created`` (and ``payout.paid`` when ``status`` is ``paid``).
+        """
         with self.lock:
+            included = [
+                t
+                for t in self.balance_transactions.values()
+                if t["_account"] == account_id and t["_payout"] is None
+            ]
+            total = sum(t["net"] for t in included)
+            now = int(time.time())
+            payout = {
+                "id": self.new_id("po"),
+                "object": "payout",
+                "amount": total,
+                "arrival_date": now + 2 * 86400,
+                "automatic": True,
+                "balance_transaction": None,
+                "created": now,
+                "currency": "gbp",
+                "description": "STRIPE PAYOUT",
+                "destination": "ba_" + account_id.removeprefix("acct_"),
+                "failure_balance_transaction": None,
+                "failure_code": None,
+                "failure_message": None,
+                "livemode": False,
+                "metadata": {},
+                "method": "standard",
+                "reconciliation_status": "completed",
+                "source_type": "card",
+                "statement_descriptor": None,
+                "status": status,
+                "type": "bank_account",
+            }
+            own = self.add_balance_transaction(account_id, -total, "payout", payout["id"], "payout")
+            payout["balance_transaction"] = own["id"]
+            for txn in [*included, own]:
+                txn["_payout"] = payout["id"]
             self.payouts[payout["id"]] = {**payout, "_account": account_id}
-        return self.emit("payout.failed", payout, account=account_id)
+        self.emit("payout.created", payout, account=account_id)
+        if status == "paid":
+            self.emit("payout.paid", payout, account=account_id)
+        return payout
+
+    def fail_payout(
+        self,
+        account_id: str,
+        amount: int = 100,
+        *,
+        payout_id: str | None = None,
+        code: str = "account_closed",
+        message: str = "The bank account has been closed.",
+    ) -> dict:
+        """A payout fails (``payout_id``, one of ``pay_out``'s; else a new one of ``amount``
+        with nothing in it): its money goes back to the balance; emits ``payout.failed``."""
+        with self.lock:
+            if payout_id is None:
+                payout = {
+                    "id": self.new_id("po"),
+                    "object": "payout",
+                    "amount": amount,
+                    "automatic": True,
+                    "currency": "gbp",
+                    "status": "failed",
+                    "created": int(time.time()),
+                }
+                self.payouts[payout["id"]] = {**payout, "_account": account_id}
+            else:
+                payout = self.payouts[payout_id]
+                assert payout["_account"] == account_id, "another account's payout"
+            back = self.add_balance_transaction(
+                account_id, payout["amount"], "payout_failure", payout["id"], "payout_reversal"
+            )
+            payout.update(
+                status="failed",
+                failure_code=code,
+                failure_message=message,
+                failure_balance_transaction=back["id"],
+            )
+            self.payouts[payout["id"]].update(payout)
+            public = {k: v for k, v in payout.items() if not k.startswith("_")}
+        return self.emit("payout.failed", public, account=account_id)
 
     def transfers_for(self, transfer_group: str) -> list[dict]:
         with self.lock:
@@ -303,7 +423,14 @@ class FakeStripe:
                 payout = self.payouts.get(parts[1])
                 if payout is None or payout["_account"] != headers.get("Stripe-Account"):
                     raise missing("payout", parts[1])
-                return {k: v for k, v in payout.items() if not k.startswith("_")}
+                return public(payout)
+            if parts == ["balance_transactions"] and method == "GET":
+                return self.list_balance_transactions(query, headers.get("Stripe-Account"))
+            if len(parts) == 2 and parts[0] == "balance_transactions" and method == "GET":
+                txn = self.balance_transactions.get(parts[1])
+                if txn is None or txn["_account"] != headers.get("Stripe-Account"):
+                    raise missing("balance transaction", parts[1])
+                return public(txn)
             if len(parts) == 2 and parts[0] == "events" and method == "GET":
                 for event in self.events:
                     if event["id"] == parts[1]:
@@ -405,6 +532,30 @@ class FakeStripe:
             "livemode": False,
         }
         transfer["reversals"]["url"] = f"/v1/transfers/{transfer['id']}/reversals"
+        # The platform's side, and the payment the connected account receives.
+        transfer["balance_transaction"] = self.add_balance_transaction(
+            None, -amount, "transfer", transfer["id"], "transfer"
+        )["id"]
+        payment = {
+            "id": self.new_id("py"),
+            "object": "charge",
+            "amount": amount,
+            "amount_refunded": 0,
+            "currency": transfer["currency"],
+            "created": transfer["created"],
+            "paid": True,
+            "refunded": False,
+            "status": "succeeded",
+            "source_transfer": transfer["id"],
+            "livemode": False,
+            "metadata": {},
+            "_account": destination["id"],
+        }
+        payment["balance_transaction"] = self.add_balance_transaction(
+            destination["id"], amount, "payment", payment["id"], "charge"
+        )["id"]
+        self.payments[payment["id"]] = payment
+        transfer["destination_payment"] = payment["id"]
         self.transfers[transfer["id"]] = transfer
         self.emit("transfer.created", transfer)
         return transfer
@@ -423,6 +574,60 @@ class FakeStripe:
             "url": "/v1/transfers",
         }
 
+    def list_balance_transactions(self, query: dict, account_id: str | None) -> dict:
+        """Newest first, filtered by ``payout``, ``type``, ``source``; paged by ``limit``
+        (1 to 100, default 10) and ``starting_after``; ``expand[]=data.source``."""
+        try:
+            limit = int(query.get("limit", 10))
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= 100:
+            raise StripeHTTPError(
+                400, "invalid_request_error",
+                "This value must be greater than or equal to 1 and less than or equal to 100.",
+                param="limit",
+            )  # fmt: skip
+        items = [t for t in self.balance_transactions.values() if t["_account"] == account_id]
+        if query.get("payout"):
+            payout = self.payouts.get(query["payout"])
+            if payout is None or payout["_account"] != account_id:
+                raise missing("payout", query["payout"])
+            if not payout.get("automatic"):
+                raise StripeHTTPError(
+                    400, "invalid_request_error",
+                    "Balance transaction history can only be filtered on automatic transfers, "
+                    "not manual.",
+                    param="payout",
+                )  # fmt: skip
+            items = [t for t in items if t["_payout"] == payout["id"]]
+        for name in ("type", "source", "currency"):
+            if query.get(name):
+                items = [t for t in items if t[name] == query[name]]
+        items.sort(key=lambda t: (t["created"], t["id"]), reverse=True)
+        after = query.get("starting_after")
+        if after:
+            ids = [t["id"] for t in items]
+            if after not in ids:
+                raise missing("balance transaction", after)
+            items = items[ids.index(after) + 1 :]
+        expand = query.get("expand") or {}
+        expand = set(expand.values()) if isinstance(expand, dict) else {expand}
+        data = []
+        for txn in items[:limit]:
+            shown = public(txn)
+            if "data.source" in expand:
+                source = self.payments.get(txn["source"]) or self.payouts.get(txn["source"])
+                source = source or self.transfers.get(txn["source"])
+                if source is not None:
+                    shown["source"] = public(source)
+            data.append(shown)
+        return {
+            "object": "list",
+            "data": data,
+            "has_more": len(items) > limit,
+            "url": "/v1/balance_transactions",
+        }
+
     def take_failure(self, method: str, path: str) -> Failure | None:
         with self.lock:
             for failure in self.failures:
@@ -432,6 +637,11 @@ class FakeStripe:
                         self.failures.remove(failure)
                     return failure
         return None
+
+
+def public(obj: dict) -> dict:
+    """The object as the API shows it: without the fake's own ``_`` fields."""
+    return {k: v for k, v in obj.items() if not k.startswith("_")}
 
 
 def missing(name: str, object_id: str) -> StripeHTTPError:
@@ -506,7 +716,7 @@ class StripeHandler(BaseHTTPRequestHandler):
             self.connection.shutdown(2)
             return
         params = nested(parse_qsl(raw, keep_blank_values=True))
-        query = dict(parse_qsl(split.query))
+        query = nested(parse_qsl(split.query))
         key = self.headers.get("Idempotency-Key") if method == "POST" else None
         if key is None:
             self.answer(failure, method, split.path, query, params)
