@@ -4,16 +4,22 @@ Builds (with set-based SQL, in a database of its own, ``reports_bench``) two yea
 scheme: 50,000 residents, 1,000 activities, 50,000 sessions, 1,000,000 attendances with
 their claims, and a ledger of 2.5 million transactions and 5,000,000 entries (earns for
 approved claims, spends with their redemptions, gifts, expiries, settlements, reversals),
-then times ``reports.queries.summary`` and the dashboard's other queries for one year.
+and a settlement per partner and week (most paid), then times ``reports.queries.summary``
+and the dashboard's other queries for one year, and the pages a person opens: the council
+dashboard, each of its CSV downloads, and an organisation's and a partner's report page,
+each a whole request through the Flask test client (signed in as council staff).
 
 Run by hand from the repository root (not part of the test suite):
 
     .venv/bin/python bench/reports_bench.py            # build, then time
     .venv/bin/python bench/reports_bench.py --reuse    # time again on the built data
+    .venv/bin/python bench/reports_bench.py --reuse --pages-only
     .venv/bin/python bench/reports_bench.py --reuse --without-report-indexes
 
-``--without-report-indexes`` drops the indexes reports/models.py adds (the "before");
-by default they are (re)created first (the "after"). Results go to bench/README.md by hand.
+``--reuse`` keeps the database built before (it adds the settlements if a build from an
+older version of this script has none). ``--without-report-indexes`` drops the indexes
+reports/models.py adds (the "before"); by default they are (re)created first (the
+"after"). Results go to bench/README.md by hand.
 """
 
 from __future__ import annotations
@@ -49,6 +55,8 @@ GIFTS = 300_000
 EXPIRES = 400_000
 SETTLES = 50_000
 REVERSALS = 100_000
+WEEKS = 104  # one settlement per partner and week: 20,800
+COUNCIL_ID = RESIDENTS + 2
 START = "2025-01-01"  # two years of history: 2025 and 2026
 
 
@@ -249,6 +257,42 @@ GENERATE = [
 ]
 
 
+# A settlement per partner and week (UNIQUE partner and period end): 90% paid three days
+# after the week, the rest pending, sent or failed. Each points at one of the bench's
+# settle transactions (the foreign key only asks that it exists).
+SETTLEMENTS = f"""
+    INSERT INTO settlements (partner_id, period_start, period_end, credits, redemption_count,
+        amount_pence, status, ledger_transaction_id, payout_method, transfer_attempt, attempts,
+        created_at, submitted_at, paid_at, failed_at)
+    SELECT p, s.period_end - interval '7 days', s.period_end, 30 + (p * w) % 50, 15,
+        (30 + (p * w) % 50) * (80 + p % 40), s.status,
+        2000000 + {SPENDS + GIFTS + EXPIRES} + 1 + (p * {WEEKS} + w) % {SETTLES},
+        'payment_file', 0, 1, s.period_end, s.period_end + interval '1 day',
+        CASE WHEN s.status = 'paid' THEN s.period_end + interval '3 days' END,
+        CASE WHEN s.status = 'failed' THEN s.period_end + interval '2 days' END
+    FROM generate_series(1, {PARTNERS}) p
+    CROSS JOIN generate_series(1, {WEEKS}) w
+    CROSS JOIN LATERAL (
+        SELECT timestamptz '2024-12-30' + w * interval '7 days' AS period_end,
+            CASE (p + w) % 10 WHEN 0 THEN 'pending' WHEN 1 THEN 'failed'
+                ELSE 'paid' END AS status
+    ) s
+"""
+
+
+def ensure_settlements(app) -> None:
+    """Add the settlements (once): a database built by an older version has none."""
+    with app.app_context():
+        if db.session.execute(text("SELECT count(*) FROM settlements")).scalar():
+            db.session.remove()
+            return
+        db.session.execute(text(SETTLEMENTS))
+        db.session.commit()
+        db.session.execute(text("ANALYZE settlements"))
+        db.session.commit()
+        db.session.remove()
+
+
 def build(app) -> None:
     with app.app_context():
         db.create_all()
@@ -272,7 +316,13 @@ def counts(app) -> dict:
     with app.app_context():
         result = {
             table: db.session.execute(text(f"SELECT count(*) FROM {table}")).scalar()
-            for table in ("attendances", "claims", "ledger_transactions", "ledger_entries")
+            for table in (
+                "attendances",
+                "claims",
+                "ledger_transactions",
+                "ledger_entries",
+                "settlements",
+            )
         }
         db.session.remove()
     return result
@@ -334,11 +384,85 @@ def run_reports(app, repeat: int) -> dict[str, list[float]]:
     return results
 
 
+def signed_in_council(app):
+    """A test client signed in, through the sign-in form, as council staff."""
+    from werkzeug.security import generate_password_hash
+
+    password = "benchmark-council-password"
+    with app.app_context():
+        db.session.execute(
+            text(
+                "INSERT INTO role_memberships (user_id, role, granted_at) "
+                "SELECT :user, 'council', now() WHERE NOT EXISTS (SELECT 1 FROM role_memberships"
+                " WHERE user_id = :user AND role = 'council')"
+            ),
+            {"user": COUNCIL_ID},
+        )
+        db.session.execute(
+            text("UPDATE users SET password_hash = :hash WHERE id = :user"),
+            {"user": COUNCIL_ID, "hash": generate_password_hash(password)},
+        )
+        db.session.commit()
+        db.session.remove()
+    client = app.test_client()
+    html = client.get("/sign-in").get_data(as_text=True)
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', html).group(1)
+    response = client.post(
+        "/sign-in",
+        data={
+            "email": f"person{COUNCIL_ID}@example.org",
+            "password": password,
+            "csrf_token": token,
+        },
+    )
+    assert response.status_code == 302, response.get_data(as_text=True)[:500]
+    return client
+
+
+def run_pages(app, repeat: int) -> dict[str, list[float]]:
+    """Whole requests: the dashboard, its CSVs and one organisation's and partner's page."""
+    from reports.tables import TABLES
+
+    year = "from=2026-01-01&to=2026-12-31"
+    client = signed_in_council(app)
+    pages = [("dashboard page", f"/council/reports?{year}")]
+    pages += [(f"{name}.csv", f"/council/reports/{name}.csv?{year}") for name in TABLES]
+    pages += [
+        ("organisation page", f"/reports/organisations/7?{year}"),
+        ("organisation CSV", f"/reports/organisations/7/months.csv?{year}"),
+        ("partner page", f"/reports/partners/7?{year}"),
+        ("partner CSV", f"/reports/partners/7/months.csv?{year}"),
+    ]
+    results = {}
+    for name, url in pages:
+        times = []
+        for number in range(repeat + 1):  # the first warms the cache and is not counted
+            started = time.perf_counter()
+            response = client.get(url)
+            elapsed = time.perf_counter() - started
+            assert response.status_code == 200, (url, response.status_code)
+            if number:
+                times.append(elapsed)
+        results[name] = times
+    with app.app_context():
+        db.engine.dispose()
+    return results
+
+
+def show(results: dict[str, list[float]]) -> None:
+    for name, times in results.items():
+        print(
+            f"  {name:<22} median {statistics.median(times) * 1000:7.0f} ms"
+            f"   min {min(times) * 1000:7.0f} ms   max {max(times) * 1000:7.0f} ms"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--reuse", action="store_true", help="time the data built before")
     parser.add_argument("--without-report-indexes", action="store_true")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--pages-only", action="store_true", help="time the pages, not queries")
     args = parser.parse_args()
     url = database_url(create=not args.reuse)
     app = make_app(url)
@@ -347,16 +471,17 @@ def main() -> None:
         started = time.perf_counter()
         build(app)
         print(f"Built in {time.perf_counter() - started:.0f} s")
+    ensure_settlements(app)
     print("Rows:", counts(app))
     report_indexes(app, present=not args.without_report_indexes)
     label = "without" if args.without_report_indexes else "with"
-    print(f"Timing the reports for 2026, {label} the report indexes ({args.repeat} runs):")
-    for name, times in run_reports(app, args.repeat).items():
-        print(
-            f"  {name:<22} median {statistics.median(times) * 1000:7.0f} ms"
-            f"   min {min(times) * 1000:7.0f} ms   max {max(times) * 1000:7.0f} ms"
-        )
+    if not args.pages_only:
+        print(f"Timing the reports for 2026, {label} the report indexes ({args.repeat} runs):")
+        show(run_reports(app, args.repeat))
+    print(f"Timing the pages for 2026 (whole requests, {args.repeat} runs after one to warm):")
+    show(run_pages(app, args.repeat))
     print(f"Machine: {platform.node()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
+    print("Load average (1, 5, 15 min): {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
 
 
 if __name__ == "__main__":
