@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from datetime import datetime
+
 import marshmallow as ma
 from flask import g
 from flask.views import MethodView
 from sqlalchemy import select
 
 from core.apiframework import ApiBlueprint, PageArgsSchema, RequestSchema, bearer_doc
-from core.errors import InvalidRequest, NotFoundError
+from core.errors import ConflictError, InvalidRequest, NotFoundError
 from core.extensions import db
-from core.models import Role, User
+from core.models import AuditEntry, Role, User
 from core.security import api_auth
 from rewards import operations as ops
 from rewards.models import Account, AccountKind, Entry
@@ -245,3 +249,147 @@ class PotsResource(MethodView):
         pot = ops.create_community_pot(body["name"], body["description"], actor_id=g.api_user.id)
         db.session.commit()
         return pot
+
+
+# --------------------------------------------------------------------------- hardship
+
+
+class ExtensionRequestSchema(RequestSchema):
+    days = ma.fields.Integer(
+        strict=True,
+        validate=ma.validate.Range(min=1),
+        metadata={"description": "Days more for each lot (from its date, or from now if past)"},
+    )
+    new_expires_at = ma.fields.AwareDateTime(
+        metadata={"description": "Or a new date: lots expiring before it get it"}
+    )
+    reason = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=1000))
+    lot_ids = ma.fields.List(
+        ma.fields.Integer(strict=True, validate=ma.validate.Range(min=1)),
+        validate=ma.validate.Length(min=1, max=1000),
+        metadata={"description": "Only these of the resident's lots (default: every live lot)"},
+    )
+    idempotency_key = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=255))
+
+    @ma.validates_schema
+    def days_or_date(self, data, **kwargs):
+        if ("days" in data) == ("new_expires_at" in data):
+            raise ma.ValidationError("Give either days or new_expires_at.", "days")
+
+
+class ExtendedLotSchema(ma.Schema):
+    id = ma.fields.Integer(required=True)
+    remaining = ma.fields.Integer(required=True, metadata={"description": "Credits left in it"})
+    previous_expires_at = ma.fields.DateTime(required=True)
+    expires_at = ma.fields.DateTime(required=True, metadata={"description": "Its new date"})
+
+
+class ExtensionSchema(ma.Schema):
+    resident_id = ma.fields.Integer(required=True)
+    reason = ma.fields.String(required=True)
+    days = ma.fields.Integer(allow_none=True, required=True)
+    new_expires_at = ma.fields.DateTime(allow_none=True, required=True)
+    credits = ma.fields.Integer(required=True, metadata={"description": "Credits given more time"})
+    lots = ma.fields.List(ma.fields.Nested(ExtendedLotSchema), required=True)
+    extended_at = ma.fields.DateTime(required=True)
+
+
+@wallet_api.route("/residents/<int:resident_id>/extensions")
+class ResidentExtensionsResource(MethodView):
+    @wallet_api.arguments(ExtensionRequestSchema)
+    @wallet_api.response(201, ExtensionSchema)
+    @wallet_api.alt_response(404, description="resident_not_found")
+    @wallet_api.alt_response(409, description="nothing_to_extend, idempotency_conflict")
+    @wallet_api.doc(**bearer_doc("council"))
+    @api_auth(Role.COUNCIL, Role.ADMIN)
+    def post(self, body, resident_id):
+        """Hardship: give a resident's credits more time, with a reason (audited).
+
+        The same operation as the council's extend-credits page. The same
+        ``idempotency_key`` (per resident) with the same body answers the first extension
+        again; with another body it is a 409 ``idempotency_conflict``.
+        """
+        from rewards.expiry import extend_lots
+
+        resident = db.session.get(User, resident_id)
+        if resident is None or Role.RESIDENT not in resident.roles:
+            raise NotFoundError("There is no such resident.", "resident_not_found")
+        key = body["idempotency_key"]
+        request_hash = extension_fingerprint(resident.id, body)
+        # Under the wallet's lock (extend_lots takes it too), so two requests with one key
+        # never both extend.
+        ops.lock_wallets([resident.id])
+        earlier = earlier_extension(resident.id, key)
+        if earlier is None:
+            extend_lots(
+                g.api_user,
+                resident.id,
+                days=body.get("days"),
+                until=body.get("new_expires_at"),
+                reason=body["reason"],
+                lot_ids=body.get("lot_ids"),
+                audit_details={"idempotency_key": key, "request_hash": request_hash},
+            )
+            entry = earlier_extension(resident.id, key)
+        elif (earlier.details or {}).get("request_hash") != request_hash:
+            raise ConflictError(
+                "That idempotency key was used for a different extension.",
+                "idempotency_conflict",
+            )
+        else:
+            entry = earlier
+        answer = extension_response(resident.id, entry)
+        db.session.commit()
+        return answer
+
+
+def extension_fingerprint(resident_id: int, body: dict) -> str:
+    until = body.get("new_expires_at")
+    request = {
+        "resident_id": resident_id,
+        "days": body.get("days"),
+        "until": until.isoformat() if until else None,
+        "reason": body["reason"].strip(),
+        "lot_ids": sorted(set(body["lot_ids"])) if body.get("lot_ids") else None,
+    }
+    return hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
+
+
+def earlier_extension(resident_id: int, key: str) -> AuditEntry | None:
+    """The resident's extension made with ``key``, newest first (there are few)."""
+    entries = db.session.execute(
+        select(AuditEntry)
+        .where(
+            AuditEntry.action == "credits.extended",
+            AuditEntry.subject == f"user:{resident_id}",
+        )
+        .order_by(AuditEntry.id.desc())
+    ).scalars()
+    for entry in entries:
+        if (entry.details or {}).get("idempotency_key") == key:
+            return entry
+    return None
+
+
+def extension_response(resident_id: int, entry: AuditEntry) -> dict:
+    """The extension as its audit entry has it (so a replay answers the same)."""
+    details = entry.details or {}
+    lots = [
+        {
+            "id": lot["lot_id"],
+            "remaining": lot["remaining"],
+            "previous_expires_at": datetime.fromisoformat(lot["from"]),
+            "expires_at": datetime.fromisoformat(lot["to"]),
+        }
+        for lot in details.get("lots", [])
+    ]
+    until = details.get("until")
+    return {
+        "resident_id": resident_id,
+        "reason": entry.reason,
+        "days": details.get("days"),
+        "new_expires_at": datetime.fromisoformat(until) if until else None,
+        "credits": sum(lot["remaining"] for lot in lots),
+        "lots": lots,
+        "extended_at": entry.created_at,
+    }

@@ -50,7 +50,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.audit import record
-from core.errors import DomainError, InvalidRequest, NotFoundError
+from core.errors import DomainError, InvalidRequest
 from core.extensions import db
 from core.formatting import short_date
 from core.mail import queue_email
@@ -535,26 +535,67 @@ class Extension:
     lots: int
     credits: int
     new_expiry: datetime
+    #: Each lot extended: ``{"lot_id", "remaining", "old", "new"}``.
+    changes: list[dict] = field(default_factory=list)
 
 
-def extend_lots(actor: User, resident_id: int, *, days: int, reason: str) -> Extension:
+class NothingToExtend(DomainError):
+    """The resident has no live credits (of those named) that the extension would change."""
+
+    status = 409
+    code = "nothing_to_extend"
+
+
+def extend_lots(
+    actor: User,
+    resident_id: int,
+    *,
+    days: int | None = None,
+    reason: str,
+    until: datetime | None = None,
+    lot_ids: list[int] | None = None,
+    audit_details: dict | None = None,
+) -> Extension:
     """Give a resident's live credits ``days`` more (council staff; reason required; audited).
 
     Every lot with credits left, including lots already past their date that the expiry
-    job has not reached, gets ``max(expires_at, now) + days``. Their reminders are cleared
-    so the resident is reminded again before the new date. Flushes, never commits.
+    job has not reached, gets ``max(expires_at, now) + days``; or, given ``until`` instead
+    of ``days``, every such lot expiring before ``until`` gets ``until``. ``lot_ids`` limits
+    it to those of the resident's lots (one that is not theirs is refused). Their reminders
+    are cleared so the resident is reminded again before the new date. ``audit_details``
+    are added to the audit entry's. Flushes, never commits.
     """
     reason = (reason or "").strip()
     if not reason:
         raise InvalidRequest("Say why the credits are extended.", {"reason": ["Enter a reason."]})
-    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_EXTENSION_DAYS:
+    now = utcnow()
+    if until is not None:
+        if days is not None:
+            raise InvalidRequest(
+                "Give a number of days or a new date, not both.",
+                {"days": ["Leave this out when giving a new date."]},
+            )
+        if until.tzinfo is None or not now < until <= now + timedelta(days=MAX_EXTENSION_DAYS):
+            raise InvalidRequest(
+                f"The new date must be in the next {MAX_EXTENSION_DAYS} days.",
+                {
+                    "new_expires_at": [
+                        f"Enter a time (with offset) in the next {MAX_EXTENSION_DAYS} days."
+                    ]
+                },
+            )
+    elif isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_EXTENSION_DAYS:
         raise InvalidRequest(
             f"Extend by 1 to {MAX_EXTENSION_DAYS} days.",
             {"days": [f"Enter a whole number of days from 1 to {MAX_EXTENSION_DAYS}."]},
         )
     wallet = ops.find_wallet(resident_id)
     if wallet is None:
-        raise NotFoundError("This resident has no credits to extend.", "no_credits")
+        if lot_ids:
+            raise InvalidRequest(
+                "Those are not this resident's credits.", {"lot_ids": ["Not this resident's."]}
+            )
+        raise NothingToExtend("This resident has no credits to extend.")
     # Lock the wallet first, as every ledger operation does, so no spend or expiry of these
     # lots runs between our read and our write.
     statement = select(Account.id).where(Account.id == wallet.id)
@@ -564,18 +605,31 @@ def extend_lots(actor: User, resident_id: int, *, days: int, reason: str) -> Ext
         db.session.execute(
             update(Account).where(Account.id == wallet.id).values(balance=Account.balance)
         )
-    now = utcnow()
-    lots = db.session.execute(
-        select(CreditLot.id, CreditLot.remaining, CreditLot.expires_at).where(
-            CreditLot.account_id == wallet.id, CreditLot.remaining > 0
+    query = select(CreditLot.id, CreditLot.remaining, CreditLot.expires_at).where(
+        CreditLot.account_id == wallet.id
+    )
+    if lot_ids is not None:
+        query = query.where(CreditLot.id.in_(set(lot_ids)))
+    else:
+        query = query.where(CreditLot.remaining > 0)
+    rows = db.session.execute(query.order_by(CreditLot.id)).all()
+    if lot_ids is not None and len(rows) != len(set(lot_ids)):
+        others = sorted(set(lot_ids) - {row.id for row in rows})
+        raise InvalidRequest(
+            "Some of those lots are not this resident's credits.",
+            {"lot_ids": [f"Not this resident's: {', '.join(map(str, others))}."]},
         )
-    ).all()
+    lots = [row for row in rows if row.remaining > 0]
+    if until is not None:
+        lots = [row for row in lots if row.expires_at < until]
     if not lots:
-        raise NotFoundError("This resident has no credits to extend.", "no_credits")
+        raise NothingToExtend("This resident has no credits to extend.")
     changes = []
-    for lot_id, _remaining, expires_at in lots:
-        new_date = max(expires_at, now) + timedelta(days=days)
-        changes.append({"lot_id": lot_id, "old": expires_at, "new": new_date})
+    for lot_id, remaining, expires_at in lots:
+        new_date = until if until is not None else max(expires_at, now) + timedelta(days=days)
+        changes.append(
+            {"lot_id": lot_id, "remaining": remaining, "old": expires_at, "new": new_date}
+        )
         db.session.execute(
             update(CreditLot)
             .where(CreditLot.id == lot_id)
@@ -592,17 +646,25 @@ def extend_lots(actor: User, resident_id: int, *, days: int, reason: str) -> Ext
         reason=reason,
         details={
             "days": days,
+            **({"until": until.isoformat()} if until is not None else {}),
             "lots": [
-                {"lot_id": c["lot_id"], "from": c["old"].isoformat(), "to": c["new"].isoformat()}
+                {
+                    "lot_id": c["lot_id"],
+                    "remaining": c["remaining"],
+                    "from": c["old"].isoformat(),
+                    "to": c["new"].isoformat(),
+                }
                 for c in changes
             ],
+            **(audit_details or {}),
         },
     )
     db.session.flush()
     return Extension(
         lots=len(changes),
-        credits=sum(remaining for _id, remaining, _at in lots),
+        credits=sum(c["remaining"] for c in changes),
         new_expiry=min(c["new"] for c in changes),
+        changes=changes,
     )
 
 
