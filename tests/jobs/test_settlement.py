@@ -281,6 +281,51 @@ def test_statements_page_csv_and_api(world, last_week, client, api, create_user)
     assert api.get("/api/v1/partners/999/settlements", council).status_code == 404
 
 
+def test_the_settlements_api_by_role(world, last_week, api, create_user):
+    """``GET /api/v1/partners/{id}/settlements``: that partner's staff, council and admins
+    see its settlements (and only its); other partners' staff, organisers and residents are
+    refused; no token is a 401."""
+    from tests.conftest import PASSWORD, MadeUser
+
+    cafe = world.shop("Café", rate=100, cost=2)
+    other = world.shop("Other", rate=50, cost=2)
+    world.redeem(cafe, world.resident(), at=last_week)
+    world.redeem(other, world.resident(), at=last_week)
+    create(world)
+    mine = {s.id for s in settlements(world) if s.partner_id == cafe.partner_id}
+
+    def staff(shop):
+        with world.app.app_context():
+            email = db.session.get(User, shop.staff_id).email
+            db.session.remove()
+        return api.token(MadeUser(shop.staff_id, email, PASSWORD, "Staff"))
+
+    path = f"/api/v1/partners/{cafe.partner_id}/settlements"
+    allowed = {
+        "that partner's staff": staff(cafe),
+        "council": api.token(world.council),
+        "admin": api.token(create_user(Role.ADMIN)),
+    }
+    for who, token in allowed.items():
+        response = api.get(path, token)
+        assert response.status_code == 200, who
+        items = response.get_json()["items"]
+        assert {i["id"] for i in items} == mine, who
+        assert {i["partner_id"] for i in items} == {cafe.partner_id}, who
+    refused = {
+        "another partner's staff": staff(other),
+        "organiser": api.token(create_user(Role.ORGANISER)),
+        "resident": api.token(create_user(Role.RESIDENT)),
+    }
+    for who, token in refused.items():
+        response = api.get(path, token)
+        assert response.status_code == 403, who
+        assert "items" not in response.get_json(), who
+    assert api.get(path).status_code == 401
+    filtered = api.get(f"{path}?status=paid", allowed["council"]).get_json()
+    assert filtered["items"] == []
+
+
 def test_the_cli_settles_and_pays_by_payment_file(app, world, last_week):
     cafe = world.shop()
     world.redeem(cafe, world.resident(), at=last_week)
