@@ -194,10 +194,11 @@ def expire_batch(lot_ids: list[int], now: datetime) -> dict[int, int]:
     Writes exactly what ``rewards.operations.expire_lot`` writes for each lot (one expire
     transaction with key ``expire:lot:<id>`` and the same request hash, description and
     memos, two entries with ``balance_after``, a lot movement, the lot to 0, the balances),
-    under the same rules: the accounts are locked in id order first (``FOR UPDATE``; on
-    SQLite the caller holds the write lock), lots are read under that lock, a lot already
-    expired (its key is taken) or not due is left alone. One lot at a time through
-    ``expire_lot`` costs about ten round trips per lot; this costs seven per batch.
+    under the same rules: the accounts are locked first, in ``rewards.operations.LOCK_ORDER``
+    (``FOR UPDATE``; on SQLite the caller holds the write lock), lots are read under that
+    lock, a lot already expired (its key is taken) or not due is left alone.
+    One lot at a time through ``expire_lot`` costs about ten round trips per lot; this
+    costs seven per batch.
     Flushes nothing of the ORM; the caller commits.
     """
     connection = db.session.connection()
@@ -218,7 +219,7 @@ def expire_batch(lot_ids: list[int], now: datetime) -> dict[int, int]:
     lock = (
         select(Account.id, Account.key, Account.name, Account.balance)
         .where(or_(one_of(Account.id, owner_ids, postgres), Account.key == expired_key))
-        .order_by(Account.id)
+        .order_by(*ops.LOCK_ORDER)
     )
     accounts = {
         row.id: row for row in connection.execute(lock.with_for_update() if postgres else lock)

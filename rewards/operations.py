@@ -5,10 +5,14 @@ Every operation:
 - takes whole, positive credit amounts (``int``) and an ``idempotency_key``: the same key
   with the same request returns the first transaction again and changes nothing; the same
   key with a different request raises ``IdempotencyConflict``;
-- locks the accounts it touches (in id order, so two operations never wait on each other
-  in a circle), *then* checks balances and lots, *then* writes: ``SELECT ... FOR UPDATE`` on
-  PostgreSQL; on SQLite, which has no row locks, a no-op ``UPDATE`` takes the database's
-  write lock first;
+- locks the accounts it takes credits from (in ``LOCK_ORDER``: wallets, pots, partners,
+  the scheme's accounts; so two operations never wait on each other in a circle), *then*
+  checks balances and lots, *then* writes: ``SELECT ... FOR UPDATE`` on PostgreSQL; on
+  SQLite, which has no row locks, a no-op ``UPDATE`` takes the database's write lock first.
+  An account the operation only credits (the partner of a spend, the issuance account of
+  an earn, the expired and settled accounts) ranks after those and is locked only by its
+  atomic balance update at the very end, so a busy partner's or the scheme's row is held
+  for a moment, not for the whole request;
 - refuses with a ``LedgerError`` (stable ``code``) before it has written anything;
 - flushes but never commits: the caller commits once for the whole request, so a failure
   leaves nothing half-written (see STYLE.md).
@@ -27,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import bindparam, case, insert, or_, select, update
+from sqlalchemy import bindparam, case, insert, literal, or_, select, union_all, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.util import identity_key
@@ -218,10 +222,8 @@ def earn(
     request_hash = _fingerprint("earn", resident_id, amount, source, expires_at)
     wallet_key, issuance_key = f"user:{resident_id}", _system_key(AccountKind.ISSUANCE)
     locked = _lock_accounts(
-        keys={
-            wallet_key: lambda: wallet_of(resident_id),
-            issuance_key: lambda: system_account(AccountKind.ISSUANCE),
-        }
+        keys={wallet_key: lambda: wallet_of(resident_id)},
+        later_keys={issuance_key: lambda: system_account(AccountKind.ISSUANCE)},
     )
     # A replay is answered by ``Posting.write``: its insert meets the key already there.
     wallet, issuance = locked[wallet_key], locked[issuance_key]
@@ -256,7 +258,9 @@ def spend(
     _check_key(idempotency_key)
     request_hash = _fingerprint("spend", resident_id, partner_account_id, amount)
     wallet_key = f"user:{resident_id}"
-    locked = _lock_accounts(keys={wallet_key: None}, ids=[partner_account_id])
+    # Only the wallet is locked up front: the partner's row is updated last, so one
+    # partner's redemptions for different residents do not wait for each other.
+    locked = _lock_accounts(keys={wallet_key: None}, later_ids=[partner_account_id])
     partner = locked.get(partner_account_id)
     if partner is None or partner.kind != AccountKind.PARTNER:
         raise InvalidRecipient("Credits can only be spent with a partner.")
@@ -343,7 +347,7 @@ def expire_lot(
         raise LotNotFound("There is no such credit lot.")
     expired_key = _system_key(AccountKind.EXPIRED)
     locked = _lock_accounts(
-        keys={expired_key: lambda: system_account(AccountKind.EXPIRED)}, ids=[owner_id]
+        ids=[owner_id], later_keys={expired_key: lambda: system_account(AccountKind.EXPIRED)}
     )
     replay = _replay(idempotency_key, request_hash)
     if replay is not None:
@@ -378,8 +382,8 @@ def settle(
     request_hash = _fingerprint("settle", partner_account_id, amount)
     settled_key = _system_key(AccountKind.SETTLED)
     locked = _lock_accounts(
-        keys={settled_key: lambda: system_account(AccountKind.SETTLED)},
         ids=[partner_account_id],
+        later_keys={settled_key: lambda: system_account(AccountKind.SETTLED)},
     )
     partner = locked.get(partner_account_id)
     if partner is None or partner.kind != AccountKind.PARTNER:
@@ -491,6 +495,8 @@ class LockedAccount:
     kind: str
     name: str
     balance: int
+    #: Read without a lock: only credited, its balance updated atomically at the end.
+    later: bool = False
 
 
 class Locked(dict):
@@ -606,13 +612,26 @@ class Posting:
     def write(
         self, idempotency_key: str, request_hash: str, *, now: datetime | None = None, **fields
     ) -> Transaction:
-        """Insert the transaction, its entries and lot changes; return the transaction."""
+        """Insert the transaction, its entries and lot changes; return the transaction.
+
+        The accounts read "later" (see ``_lock_accounts``) are updated last, with one atomic
+        ``balance = balance + change ... RETURNING balance`` each, so their rows are locked
+        only for the end of the transaction; their entries' ``balance_after`` comes from it.
+        """
         now = now or utcnow()
         balances: dict[int, int] = {}
+        changes: dict[int, int] = {}
         for account, amount, _memo in self.legs:
-            balances[account.id] = balances.get(account.id, account.balance) + amount
+            if account.later:
+                if amount < 0 and account.kind != AccountKind.ISSUANCE:
+                    raise LedgerError("Only credits can be posted to an account read later.")
+                changes[account.id] = changes.get(account.id, 0) + amount
+            else:
+                balances[account.id] = balances.get(account.id, account.balance) + amount
         for account, _amount, _memo in self.legs:
-            if balances[account.id] < 0 and account.kind != AccountKind.ISSUANCE:
+            if account.later or account.kind == AccountKind.ISSUANCE:
+                continue
+            if balances[account.id] < 0:
                 needed = account.balance - balances[account.id]
                 raise InsufficientCredits(_shortfall_message(account, account.balance, needed))
         connection = db.session.connection()
@@ -638,20 +657,8 @@ class Posting:
                 return replay
             raise AlreadyReversed(f"Transaction {fields.get('reverses_id')} was reversed already.")
         self.created = True
-        entry_rows = []
-        for account, amount, memo in self.legs:
-            account.balance += amount
-            entry_rows.append(
-                {
-                    "transaction_id": transaction_id,
-                    "account_id": account.id,
-                    "amount": amount,
-                    "balance_after": account.balance,
-                    "memo": memo,
-                }
-            )
-        connection.execute(insert(ENTRIES), entry_rows)
-        _set_values(connection, ACCOUNTS, "balance", balances)
+        if balances:
+            _set_values(connection, ACCOUNTS, "balance", balances)
         movements = []
         changed = [(lot, delta) for lot, delta in self.lot_changes.values() if delta]
         if changed:
@@ -667,7 +674,33 @@ class Posting:
                 insert(MOVEMENTS),
                 [{"transaction_id": transaction_id, **movement} for movement in movements],
             )
-        _forget_cached(Account, balances, "balance")
+        # Last: the accounts only credited. Their balance before this transaction is what
+        # the atomic update returns less this transaction's change.
+        later_balance = {
+            account_id: connection.execute(
+                ADD_TO_BALANCE, {"account_id": account_id, "change": change}
+            ).scalar_one()
+            - change
+            for account_id, change in changes.items()
+        }
+        entry_rows = []
+        for account, amount, memo in self.legs:
+            if account.later:
+                later_balance[account.id] += amount
+                account.balance = later_balance[account.id]
+            else:
+                account.balance += amount
+            entry_rows.append(
+                {
+                    "transaction_id": transaction_id,
+                    "account_id": account.id,
+                    "amount": amount,
+                    "balance_after": account.balance,
+                    "memo": memo,
+                }
+            )
+        connection.execute(insert(ENTRIES), entry_rows)
+        _forget_cached(Account, [*balances, *changes], "balance")
         _forget_cached(CreditLot, [lot.id for lot, _ in changed], "remaining")
         transaction = Transaction(id=transaction_id, **values)
         make_transient_to_detached(transaction)
@@ -676,64 +709,113 @@ class Posting:
 
 
 def _lock_accounts(
-    *, keys: dict[str, Callable[[], object] | None] | None = None, ids: Iterable[int] = ()
+    *,
+    keys: dict[str, Callable[[], object] | None] | None = None,
+    ids: Iterable[int] = (),
+    later_keys: dict[str, Callable[[], object] | None] | None = None,
+    later_ids: Iterable[int] = (),
 ) -> Locked:
-    """Lock the accounts named by key or id (in id order) and read them.
+    """Lock the accounts named by ``keys`` and ``ids`` (in ``LOCK_ORDER``) and read them,
+    and read without a lock those named by ``later_keys`` and ``later_ids``.
 
-    ``keys`` maps each key to a function opening that account when it does not exist yet
-    (or None: leave it missing). Returns the locked accounts by id and by key.
+    An account read "later" is one the operation only credits (or the issuance account,
+    which may go below zero): nothing about it needs checking, so its row is locked only by
+    the atomic balance update at the end of ``Posting.write``. Every such account ranks
+    after every account locked up front (``LOCK_ORDER``), so locks are always taken in one
+    order and two operations never wait on each other in a circle.
+
+    The key dicts map each key to a function opening that account when it does not exist
+    yet (or None: leave it missing). Returns the accounts by id and by key.
     """
-    keys = keys or {}
-    ids = list(ids)
-    locked = _lock_rows(list(keys), ids)
-    missing = [key for key, opener in keys.items() if key not in locked and opener]
+    keys, later_keys = keys or {}, later_keys or {}
+    ids, later_ids = list(ids), list(later_ids)
+    locked = _lock_rows(list(keys), ids, list(later_keys), later_ids)
+    openers = {**keys, **later_keys}
+    missing = [key for key, opener in openers.items() if key not in locked and opener]
     if missing:
         for key in missing:
-            keys[key]()
-        locked = _lock_rows(list(keys), ids)
+            openers[key]()
+        locked = _lock_rows(list(keys), ids, list(later_keys), later_ids)
     return locked
 
 
+def lock_wallets(resident_ids: Iterable[int]) -> None:
+    """Lock these residents' wallets now, for a caller about to run several operations in
+    one database transaction (a bulk approval): taking every wallet first keeps the lock
+    order when the first operation has already updated a scheme account."""
+    keys = sorted({f"user:{resident_id}" for resident_id in resident_ids})
+    if keys:
+        _lock_rows(keys, [], [], [])
+
+
+#: The one order accounts are locked in: residents' wallets, then pots, then partners,
+#: then the scheme's own accounts; by id within each.
+LOCK_RANK = case(
+    {AccountKind.RESIDENT.value: 0, AccountKind.POT.value: 1, AccountKind.PARTNER.value: 2},
+    value=ACCOUNTS.c.kind,
+    else_=3,
+)
+LOCK_ORDER = (LOCK_RANK, ACCOUNTS.c.id)
 LOCK_COLUMNS = (ACCOUNTS.c.id, ACCOUNTS.c.key, ACCOUNTS.c.kind, ACCOUNTS.c.name, ACCOUNTS.c.balance)
 _LOCK_STATEMENTS: dict[tuple, object] = {}
 
 
-def _lock_statement(dialect: str, by_keys: bool, by_ids: bool):
-    """The locking read, built once per (dialect, by key, by id): hot path."""
-    shape = (dialect, by_keys, by_ids)
-    if shape not in _LOCK_STATEMENTS:
-        conditions = []
-        if by_keys:
-            conditions.append(ACCOUNTS.c.key.in_(bindparam("keys", expanding=True)))
-        if by_ids:
-            conditions.append(ACCOUNTS.c.id.in_(bindparam("ids", expanding=True)))
-        if dialect == "sqlite":
-            # SQLite has no row locks: this no-op write takes the database's write lock
-            # now, so no one else can change a balance between our check and our write.
-            statement = (
-                update(ACCOUNTS)
-                .where(or_(*conditions))
-                .values(balance=ACCOUNTS.c.balance)
-                .returning(*LOCK_COLUMNS)
-            )
-        else:
-            statement = (
-                select(*LOCK_COLUMNS)
-                .where(or_(*conditions))
-                .order_by(ACCOUNTS.c.id)
+def _account_condition(by_keys: bool, by_ids: bool, prefix: str = ""):
+    conditions = []
+    if by_keys:
+        conditions.append(ACCOUNTS.c.key.in_(bindparam(f"{prefix}keys", expanding=True)))
+    if by_ids:
+        conditions.append(ACCOUNTS.c.id.in_(bindparam(f"{prefix}ids", expanding=True)))
+    return or_(*conditions)
+
+
+def _lock_statement(dialect: str, shape: tuple[bool, bool, bool, bool]):
+    """The locking read, built once per dialect and shape (which of the four lists are
+    non-empty): hot path. Rows come back with a last column saying "read, not locked"."""
+    if (dialect, shape) in _LOCK_STATEMENTS:
+        return _LOCK_STATEMENTS[(dialect, shape)]
+    by_keys, by_ids, later_by_keys, later_by_ids = shape
+    now_condition = (by_keys or by_ids) and _account_condition(by_keys, by_ids)
+    later_condition = (later_by_keys or later_by_ids) and _account_condition(
+        later_by_keys, later_by_ids, "later_"
+    )
+    if dialect == "sqlite":
+        # SQLite has no row locks: this no-op write takes the database's write lock now,
+        # so no one else can change a balance between our check and our write.
+        conditions = [c for c in (now_condition, later_condition) if c is not None]
+        later = later_condition if later_condition is not None else literal(False)
+        statement = (
+            update(ACCOUNTS)
+            .where(or_(*conditions))
+            .values(balance=ACCOUNTS.c.balance)
+            .returning(*LOCK_COLUMNS, later)
+        )
+    else:
+        parts = []
+        if now_condition is not None:
+            locked = (
+                select(*LOCK_COLUMNS, literal(False).label("later"))
+                .where(now_condition)
+                .order_by(*LOCK_ORDER)
                 .with_for_update()
             )
-        _LOCK_STATEMENTS[shape] = statement
-    return _LOCK_STATEMENTS[shape]
+            parts.append(select(locked.cte("locked")))
+        if later_condition is not None:
+            parts.append(select(*LOCK_COLUMNS, literal(True).label("later")).where(later_condition))
+        statement = parts[0] if len(parts) == 1 else union_all(*parts)
+    _LOCK_STATEMENTS[(dialect, shape)] = statement
+    return statement
 
 
-def _lock_rows(keys: list[str], ids: list[int]) -> Locked:
+def _lock_rows(keys: list[str], ids: list[int], later_keys: list[str], later_ids: list[int]):
     db.session.flush()  # the caller's pending rows first, so our statements see them
     connection = db.session.connection()
-    statement = _lock_statement(connection.dialect.name, bool(keys), bool(ids))
+    shape = (bool(keys), bool(ids), bool(later_keys), bool(later_ids))
+    statement = _lock_statement(connection.dialect.name, shape)
+    params = {"keys": keys, "ids": ids, "later_keys": later_keys, "later_ids": later_ids}
     locked = Locked()
-    for row in connection.execute(statement, {"keys": keys, "ids": ids}).all():
-        account = LockedAccount(*row)
+    for *columns, later in connection.execute(statement, params).all():
+        account = LockedAccount(*columns, later=bool(later))
         locked[account.id] = locked[account.key] = account
     return locked
 
@@ -788,6 +870,13 @@ def _set_values(connection, table, column: str, values: dict[int, int]) -> None:
     )
 
 
+#: An account only credited, updated atomically at the end of a posting (built once).
+ADD_TO_BALANCE = (
+    update(ACCOUNTS)
+    .where(ACCOUNTS.c.id == bindparam("account_id"))
+    .values(balance=ACCOUNTS.c.balance + bindparam("change"))
+    .returning(ACCOUNTS.c.balance)
+)
 #: A new lot, its id returned (built once: hot path).
 INSERT_LOT = insert(LOTS).returning(LOTS.c.id)
 REPLAY_QUERY = select(TRANSACTIONS.c.id, TRANSACTIONS.c.request_hash).where(

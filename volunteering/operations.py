@@ -982,8 +982,23 @@ def reject_claim(actor: User, claim_id: int, reason: str) -> Claim:
 
 
 def approve_claims(actor: User, claim_ids: list[int]) -> tuple[list[Claim], dict[int, str]]:
-    """Bulk approve: each claim in a savepoint; returns the approved and the refusals."""
+    """Bulk approve: each claim in a savepoint; returns the approved and the refusals.
+
+    The claims and then their residents' wallets are locked first, all of them, in one
+    order: the first earn updates the scheme's issuance account, and a lock taken after
+    that one could wait in a circle with a single approval running at the same time.
+    """
+    from rewards import operations as ledger
+
     approved, refused = [], {}
+    claim_ids = sorted(set(claim_ids))
+    resident_ids = db.session.execute(
+        select(Claim.resident_id)
+        .where(Claim.id.in_(claim_ids))
+        .order_by(Claim.id)
+        .with_for_update()
+    ).scalars()
+    ledger.lock_wallets(list(resident_ids))
     for claim_id in claim_ids:
         try:
             with db.session.begin_nested():

@@ -13,8 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from core.extensions import db
+from core.models import Role
 from rewards import operations as ops
-from rewards.models import Transaction
+from rewards.models import Account, Transaction
 from rewards.verify import verify_ledger
 from rewards.wallet import balance_of
 from tests.rewards.conftest import give
@@ -117,3 +118,57 @@ def test_the_same_key_with_different_requests_at_once_moves_credits_once(
     with threaded_app.app_context():
         assert balance_of(resident.id) + balance_of(other_resident.id) in (19, 18)
         assert verify_ledger().breaks == []
+
+
+def many_residents_at_one_partner(app, create_user, partner, *, residents: int):
+    """Every resident spends at the same partner at the same instant, while a settlement,
+    new earns and reversals touch the same accounts: all succeed, none waits in a circle,
+    and the partner's running balance (updated last, atomically) stays consistent."""
+    people = [create_user(Role.RESIDENT) for _ in range(residents)]
+    with app.app_context():
+        for person in people:
+            give(person.id, 10)
+        # Something to reverse and something to settle, made before the race.
+        earlier = [
+            ops.spend(
+                person.id, partner.id, 1, idempotency_key=f"b{person.id}", description="Tea"
+            ).id
+            for person in people[:4]
+        ]
+        db.session.commit()
+
+    def work(n):
+        person = people[n % residents]
+        if n < residents:
+            return ops.spend(
+                person.id, partner.id, 2, idempotency_key=f"till-{n}", description="Tea"
+            ).amount
+        if n < residents + 3:
+            return ops.reverse(
+                earlier[n - residents],
+                reason="till error",
+                idempotency_key=f"undo-{n}",
+                actor_id=None,
+            ).amount
+        if n == residents + 3:
+            return ops.settle(partner.id, 1, idempotency_key="settle-1", description="week").amount
+        return ops.earn(person.id, 1, idempotency_key=f"more-{n}", description="litter").amount
+
+    answers = at_once(app, residents + 8, work)
+    assert all(isinstance(answer, int) for answer in answers), answers
+    with app.app_context():
+        partner_balance = db.session.get(Account, partner.id).balance
+        assert partner_balance == 4 + 2 * residents - 3 - 1
+        assert sum(balance_of(person.id) for person in people) == 8 * residents - 4 + 3 + 4
+        assert verify_ledger().breaks == []
+
+
+@pytest.mark.postgres
+def test_thirty_residents_spending_at_one_partner_at_once_on_postgresql(
+    postgres_required, threaded_app, create_user, partner
+):
+    many_residents_at_one_partner(threaded_app, create_user, partner, residents=30)
+
+
+def test_residents_spending_at_one_partner_at_once(threaded_app, create_user, partner):
+    many_residents_at_one_partner(threaded_app, create_user, partner, residents=5)
