@@ -277,6 +277,14 @@ RECIPES = {
             {"days": "30", "reason": "In hospital"},
         ),
     ),
+    ("POST", "wallet.ResidentExtensionsResource"): recipe(
+        Walk.redemption,
+        lambda w, _: api_post(
+            w,
+            f"/api/v1/residents/{w.resident.id}/extensions",
+            {"days": 30, "reason": "In hospital", "idempotency_key": "walk-extension"},
+        ),
+    ),
     ("POST", "settlement.council_budget"): recipe(
         nothing, lambda w, _: w.form("/council/settlements/budget", {"amount_gbp": "2500.00"})
     ),
