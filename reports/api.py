@@ -50,7 +50,22 @@ class SummarySchema(ma.Schema):
     activities_active = ma.fields.Integer(required=True)
     partners_active = ma.fields.Integer(required=True)
     redemptions = ma.fields.Integer(required=True)
-    money_to_local_businesses_pence = ma.fields.Integer(required=True)
+    money_to_local_businesses_pence = ma.fields.Integer(
+        required=True,
+        metadata={"description": "Paid to partners in the period; same as paid_to_partners_pence"},
+    )
+    paid_to_partners_pence = ma.fields.Integer(
+        required=True,
+        metadata={
+            "description": "Settlements paid in the period (status paid, paid_at in the period)"
+        },
+    )
+    redeemed_value_pence = ma.fields.Integer(
+        required=True,
+        metadata={
+            "description": "The period's standing redemptions at their rates, settled or not"
+        },
+    )
 
 
 @reports_api.route("/reports/summary")

@@ -23,8 +23,18 @@ Definitions (what a council officer would be asked, and how it is counted):
 - **active residents**: residents who volunteered or spent credits at a partner in the period.
 - **activities active**: activities with an approved claim in the period; **partners
   active**: partners with a standing redemption in the period.
-- **money to local businesses**: what the scheme owes partners for credits redeemed in the
-  period (credits x the rate at the time), the "money kept in the local economy".
+- **money paid to local businesses** (``money_to_local_businesses_pence``, also
+  ``paid_to_partners_pence``): what the scheme actually paid partners in the period, the
+  "money kept in the local economy": settlements with status paid whose ``paid_at`` is in the
+  period (``partners.queries``). By month it is dated by ``paid_at``; by ward, by the
+  partner's ward. A settlement pending, sent, failed or cancelled is not paid.
+- **redeemed value** (``redeemed_value_pence``): what the period's standing redemptions are
+  worth to partners (credits x the rate each was taken at), settled yet or not.
+
+The dashboard reads each source once (``dashboard``): on PostgreSQL the period's claims and
+redemptions in one statement (reports.onepass), the ledger by month (the summary adds the
+months up), settlements paid by partner and month; the summary and every table are made
+from those.
 """
 
 from __future__ import annotations
@@ -53,7 +63,9 @@ from core.models import Role, RoleMembership, User
 from core.settings import get_setting
 from core.timeutil import utcnow
 from partners.models import Partner, Redemption, RedemptionStatus
+from partners.queries import paid_in_period, paid_settlements
 from reports.models import LedgerDay, RollupState
+from reports.onepass import OnePass, one_pass
 from rewards.models import Account, AccountKind, Entry, Transaction, TransactionKind
 from volunteering.models import (
     Activity,
@@ -371,6 +383,116 @@ def active_residents(period: Period) -> int:
     return int(db.session.execute(select(func.count()).select_from(both)).scalar_one())
 
 
+# --- what the summary and the tables are made from ------------------------------------
+
+
+def on_postgres() -> bool:
+    return db.session.get_bind().dialect.name == "postgresql"
+
+
+def spending_rows(period: Period) -> list[tuple[int, str, int, int, int]]:
+    """(partner id, ``YYYY-MM``, redemptions, credits, pence) of standing redemptions."""
+    redemptions = standing_redemptions(period).subquery()
+    month = month_of(redemptions.c.created_at)
+    rows = db.session.execute(
+        select(
+            redemptions.c.partner_id,
+            month,
+            func.count(),
+            func.sum(redemptions.c.credits),
+            func.sum(redemptions.c.credits * redemptions.c.settlement_rate_pence),
+        ).group_by(redemptions.c.partner_id, month)
+    ).all()
+    return [(int(p), m, int(n), int(c or 0), int(pence or 0)) for p, m, n, c, pence in rows]
+
+
+def volunteering_by_month(period: Period) -> dict[str, tuple[int, int]]:
+    """``YYYY-MM`` -> (minutes, volunteers) of approved claims."""
+    claims = approved_claims(period).subquery()
+    month = month_of(claims.c.checked_in_at)
+    return {
+        row[0]: (int(row[1]), int(row[2]))
+        for row in db.session.execute(
+            select(
+                month,
+                func.coalesce(func.sum(claims.c.minutes), 0),
+                func.count(distinct(claims.c.resident_id)),
+            ).group_by(month)
+        ).all()
+    }
+
+
+def volunteering_by(period: Period, field: str) -> dict[str, tuple[int, int, int, int]]:
+    """An activity column's value -> (minutes, credits, volunteers, activities)."""
+    claims = approved_claims(period).subquery()
+    column = getattr(Activity, field)
+    return {
+        row[0]: tuple(int(v) for v in row[1:])
+        for row in db.session.execute(
+            select(
+                column,
+                func.coalesce(func.sum(claims.c.minutes), 0),
+                func.coalesce(func.sum(claims.c.credits), 0),
+                func.count(distinct(claims.c.resident_id)),
+                func.count(distinct(claims.c.activity_id)),
+            )
+            .select_from(claims)
+            .join(Activity, Activity.id == claims.c.activity_id)
+            .group_by(column)
+        ).all()
+    }
+
+
+def read_period(period: Period, *, breakdowns: bool = True) -> OnePass:
+    """The period's volunteering and spending figures, read once for the summary and tables.
+
+    On PostgreSQL one statement (reports.onepass); elsewhere (SQLite) one query per piece.
+    """
+    if on_postgres():
+        return one_pass(period, months_in(period), breakdowns=breakdowns)
+    figures = volunteering_figures(period)
+    found = OnePass(figures, {}, {}, {}, spending_rows(period))
+    if breakdowns:
+        found.months = volunteering_by_month(period)
+        found.categories = volunteering_by(period, "category")
+        found.wards = volunteering_by(period, "ward")
+    return found
+
+
+def ledger_by_month(period: Period) -> dict[str, dict[str, int]]:
+    """``YYYY-MM`` -> kind -> net credits moved (the rollup, then the live ledger)."""
+    ledger: dict[str, dict[str, int]] = {}
+    for (row_month, row_kind), total in ledger_by(period, ledger_month).items():
+        ledger.setdefault(row_month, {})[row_kind] = total
+    return ledger
+
+
+def paid_rows(period: Period) -> list[tuple[int, str, int]]:
+    """(partner id, ``YYYY-MM``, pence) of settlements paid in the period (by ``paid_at``)."""
+    paid = paid_settlements(period.start, period.end).subquery()
+    month = month_of(paid.c.paid_at)
+    rows = db.session.execute(
+        select(paid.c.partner_id, month, func.sum(paid.c.amount_pence)).group_by(
+            paid.c.partner_id, month
+        )
+    ).all()
+    return [(int(partner), name, int(pence or 0)) for partner, name, pence in rows]
+
+
+def partners_by_name(ids) -> list[tuple[int, str, str]]:
+    """(id, name, ward) of the partners ``ids``, in the order of their names."""
+    if not ids:
+        return []
+    return [
+        tuple(row)
+        for row in db.session.execute(
+            select(Partner.id, Partner.name, Partner.ward)
+            .where(Partner.id.in_(sorted(ids)))
+            .order_by(Partner.name)
+        ).all()
+    ]
+
+
 # --- the summary ------------------------------------------------------------------------
 
 
@@ -399,37 +521,39 @@ class Summary:
     activities_active: int
     partners_active: int
     redemptions: int
+    #: Paid to partners by settlements paid in the period (the same as
+    #: ``paid_to_partners_pence``; the name the dashboard and API had first).
     money_to_local_businesses_pence: int
+    #: Settlements paid in the period (status paid, ``paid_at`` in the period), in pence.
+    paid_to_partners_pence: int
+    #: What the period's standing redemptions are worth to partners (credits x the rate
+    #: each was taken at), settled yet or not.
+    redeemed_value_pence: int
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-def summary(period: Period) -> Summary:
-    """Every headline figure for ``period``."""
-    tune_for_reports()
-    people = volunteering_figures(period)
-    ledger = ledger_totals(period)
+def summary_of(period: Period, found: OnePass, ledger_months: dict[str, dict[str, int]]):
+    """The summary from figures already read (``read_period``, ``ledger_by_month``)."""
+    ledger: dict[str, int] = {}
+    for moved in ledger_months.values():
+        for kind, total in moved.items():
+            ledger[kind] = ledger.get(kind, 0) + total
     outstanding = outstanding_at(period.end)
     rate = int(get_setting("PARTNER_DEFAULT_SETTLEMENT_RATE_PENCE"))
-    redemptions = standing_redemptions(period).subquery()
-    redemption_count, partners, pence = db.session.execute(
-        select(
-            func.count(),
-            func.count(distinct(redemptions.c.partner_id)),
-            func.coalesce(func.sum(redemptions.c.credits * redemptions.c.settlement_rate_pence), 0),
-        )
-    ).one()
+    paid = paid_in_period(period.start, period.end)
+    people = found.people
     return Summary(
         period_from=period.first_day.isoformat(),
         period_to=period.last_day.isoformat(),
         hours=hours_from_minutes(people["minutes"]),
         minutes=people["minutes"],
-        credits_earned=ledger[TransactionKind.EARN.value],
-        credits_spent=ledger[TransactionKind.SPEND.value],
-        credits_expired=ledger[TransactionKind.EXPIRE.value],
-        credits_gifted=ledger[TransactionKind.GIFT.value],
-        credits_settled=ledger[TransactionKind.SETTLE.value],
+        credits_earned=ledger.get(TransactionKind.EARN.value, 0),
+        credits_spent=ledger.get(TransactionKind.SPEND.value, 0),
+        credits_expired=ledger.get(TransactionKind.EXPIRE.value, 0),
+        credits_gifted=ledger.get(TransactionKind.GIFT.value, 0),
+        credits_settled=ledger.get(TransactionKind.SETTLE.value, 0),
         credits_outstanding=outstanding,
         settlement_rate_pence=rate,
         outstanding_liability_pence=outstanding * rate,
@@ -437,13 +561,22 @@ def summary(period: Period) -> Summary:
         active_residents=people["active_residents"],
         volunteers=people["volunteers"],
         first_time_volunteers=people["first_time_volunteers"],
-        returning_volunteers=people["returning_volunteers"],
+        returning_volunteers=people["volunteers"] - people["first_time_volunteers"],
         new_volunteers=people["new_volunteers"],
         activities_active=people["activities_active"],
-        partners_active=int(partners),
-        redemptions=int(redemption_count),
-        money_to_local_businesses_pence=int(pence),
+        partners_active=len({row[0] for row in found.spending if row[2]}),
+        redemptions=sum(row[2] for row in found.spending),
+        money_to_local_businesses_pence=paid,
+        paid_to_partners_pence=paid,
+        redeemed_value_pence=sum(row[4] for row in found.spending),
     )
+
+
+def summary(period: Period) -> Summary:
+    """Every headline figure for ``period``."""
+    tune_for_reports()
+    found = read_period(period, breakdowns=False)
+    return summary_of(period, found, ledger_by_month(period))
 
 
 # --- breakdowns -------------------------------------------------------------------------
@@ -458,38 +591,14 @@ def months_in(period: Period) -> list[str]:
     return months
 
 
-def by_month(period: Period) -> list[dict]:
-    """Hours, volunteers, credits earned, spent and expired, and money to partners by month."""
-    tune_for_reports()
-    claims = approved_claims(period).subquery()
-    month = month_of(claims.c.checked_in_at)
-    volunteering = {
-        row[0]: row[1:]
-        for row in db.session.execute(
-            select(
-                month,
-                func.coalesce(func.sum(claims.c.minutes), 0),
-                func.count(distinct(claims.c.resident_id)),
-            ).group_by(month)
-        ).all()
-    }
-    ledger: dict[str, dict[str, int]] = {}
-    for (row_month, row_kind), total in ledger_by(period, ledger_month).items():
-        ledger.setdefault(row_month, {})[row_kind] = total
-    redemptions = standing_redemptions(period).subquery()
-    r_month = month_of(redemptions.c.created_at)
-    money = dict(
-        db.session.execute(
-            select(
-                r_month,
-                func.sum(redemptions.c.credits * redemptions.c.settlement_rate_pence),
-            ).group_by(r_month)
-        ).all()
-    )
+def months_table(period: Period, found: OnePass, ledger_months, paid) -> list[dict]:
+    money: dict[str, int] = {}
+    for _partner, name, pence in paid:
+        money[name] = money.get(name, 0) + pence
     rows = []
     for name in months_in(period):
-        minutes, volunteers = volunteering.get(name, (0, 0))
-        moved = ledger.get(name, {})
+        minutes, volunteers = found.months.get(name, (0, 0))
+        moved = ledger_months.get(name, {})
         rows.append(
             {
                 "month": name,
@@ -498,32 +607,22 @@ def by_month(period: Period) -> list[dict]:
                 "credits_earned": moved.get(TransactionKind.EARN.value, 0),
                 "credits_spent": moved.get(TransactionKind.SPEND.value, 0),
                 "credits_expired": moved.get(TransactionKind.EXPIRE.value, 0),
-                "money_to_local_businesses_pence": int(money.get(name) or 0),
+                "money_to_local_businesses_pence": money.get(name, 0),
             }
         )
     return rows
 
 
-def by_activity_field(period: Period, field: str) -> list[dict]:
-    """Hours, credits, volunteers and activities by an activity column (category, ward)."""
+def by_month(period: Period) -> list[dict]:
+    """Hours, volunteers, credits earned, spent and expired, and money paid to partners
+    (settlements paid that month) by month."""
     tune_for_reports()
-    claims = approved_claims(period).subquery()
-    column = getattr(Activity, field)
-    found = {
-        row[0]: row[1:]
-        for row in db.session.execute(
-            select(
-                column,
-                func.coalesce(func.sum(claims.c.minutes), 0),
-                func.coalesce(func.sum(claims.c.credits), 0),
-                func.count(distinct(claims.c.resident_id)),
-                func.count(distinct(claims.c.activity_id)),
-            )
-            .select_from(claims)
-            .join(Activity, Activity.id == claims.c.activity_id)
-            .group_by(column)
-        ).all()
-    }
+    found = read_period(period)
+    return months_table(period, found, ledger_by_month(period), paid_rows(period))
+
+
+def activity_table(field: str, found: dict) -> list[dict]:
+    """Hours, credits, volunteers and activities by an activity column (category, ward)."""
     setting = "VOLUNTEERING_CATEGORIES" if field == "category" else "VOLUNTEERING_WARDS"
     listed = list(get_setting(setting))
     names = listed + sorted(name for name in found if name not in listed)
@@ -543,29 +642,22 @@ def by_activity_field(period: Period, field: str) -> list[dict]:
 
 
 def by_category(period: Period) -> list[dict]:
-    return by_activity_field(period, "category")
+    tune_for_reports()
+    return activity_table("category", read_period(period).categories)
 
 
-def by_ward(period: Period) -> list[dict]:
-    """By ward: volunteering where the activity is, spending where the partner is."""
-    rows = by_activity_field(period, "ward")
-    redemptions = standing_redemptions(period).subquery()
-    spending = {
-        row[0]: row[1:]
-        for row in db.session.execute(
-            select(
-                Partner.ward,
-                func.coalesce(func.sum(redemptions.c.credits), 0),
-                func.coalesce(
-                    func.sum(redemptions.c.credits * redemptions.c.settlement_rate_pence), 0
-                ),
-                func.count(distinct(redemptions.c.partner_id)),
-            )
-            .select_from(redemptions)
-            .join(Partner, Partner.id == redemptions.c.partner_id)
-            .group_by(Partner.ward)
-        ).all()
-    }
+def wards_table(found: OnePass, paid, partners: list[tuple[int, str, str]]) -> list[dict]:
+    """By ward: volunteering where the activity is, spending and payments where the partner is."""
+    rows = activity_table("ward", found.wards)
+    ward_of = {partner_id: ward for partner_id, _name, ward in partners}
+    spending: dict[str, list] = {}
+    for partner_id, _month, _count, credits, _pence in found.spending:
+        entry = spending.setdefault(ward_of[partner_id], [0, 0, set()])
+        entry[0] += credits
+        entry[2].add(partner_id)
+    for partner_id, _month, pence in paid:
+        entry = spending.setdefault(ward_of[partner_id], [0, 0, set()])
+        entry[1] += pence
     known = {row["ward"] for row in rows}
     for ward in sorted(name for name in spending if name not in known):
         rows.append(
@@ -573,42 +665,75 @@ def by_ward(period: Period) -> list[dict]:
             | {"volunteers": 0, "activities_active": 0}
         )
     for row in rows:
-        credits, pence, partners = spending.get(row["ward"], (0, 0, 0))
+        credits, pence, partner_ids = spending.get(row["ward"], (0, 0, ()))
         row["credits_spent"] = int(credits)
         row["money_to_local_businesses_pence"] = int(pence)
-        row["partners_active"] = int(partners)
+        row["partners_active"] = len(partner_ids)
         row["ward"] = row["ward"] or "Not given"
     return rows
 
 
-def by_partner(period: Period) -> list[dict]:
-    """Each partner's redemptions and what the scheme owes them for the period."""
-    redemptions = standing_redemptions(period).subquery()
-    rows = db.session.execute(
-        select(
-            Partner.id,
-            Partner.name,
-            Partner.ward,
-            func.count(redemptions.c.id),
-            func.coalesce(func.sum(redemptions.c.credits), 0),
-            func.coalesce(func.sum(redemptions.c.credits * redemptions.c.settlement_rate_pence), 0),
+def involved_partners(found: OnePass, paid) -> list[tuple[int, str, str]]:
+    """Partners with redemptions or payments in the period, by name."""
+    return partners_by_name({row[0] for row in found.spending} | {row[0] for row in paid})
+
+
+def by_ward(period: Period) -> list[dict]:
+    tune_for_reports()
+    found = read_period(period)
+    paid = paid_rows(period)
+    return wards_table(found, paid, involved_partners(found, paid))
+
+
+def partners_table(found: OnePass, paid, partners: list[tuple[int, str, str]]) -> list[dict]:
+    """Each partner's redemptions, what they are worth and what was paid in the period."""
+    spent: dict[int, list[int]] = {}
+    for partner_id, _month, count, credits, pence in found.spending:
+        entry = spent.setdefault(partner_id, [0, 0, 0])
+        entry[0] += count
+        entry[1] += credits
+        entry[2] += pence
+    money: dict[int, int] = {}
+    for partner_id, _month, pence in paid:
+        money[partner_id] = money.get(partner_id, 0) + pence
+    rows = []
+    for partner_id, name, ward in partners:
+        count, credits, pence = spent.get(partner_id, (0, 0, 0))
+        rows.append(
+            {
+                "partner": name,
+                "ward": ward,
+                "redemptions": count,
+                "credits_spent": credits,
+                "redeemed_value_pence": pence,
+                "money_to_local_businesses_pence": money.get(partner_id, 0),
+                "partner_id": partner_id,
+            }
         )
-        .select_from(redemptions)
-        .join(Partner, Partner.id == redemptions.c.partner_id)
-        .group_by(Partner.id, Partner.name, Partner.ward)
-        .order_by(Partner.name)
-    ).all()
-    return [
-        {
-            "partner": name,
-            "ward": ward,
-            "redemptions": int(count),
-            "credits_spent": int(credits),
-            "money_to_local_businesses_pence": int(pence),
-            "partner_id": partner_id,
-        }
-        for partner_id, name, ward, count, credits, pence in rows
-    ]
+    return rows
+
+
+def by_partner(period: Period) -> list[dict]:
+    """Each partner's redemptions, what they are worth, and what it was paid, for the period."""
+    found = OnePass({}, {}, {}, {}, spending_rows(period))
+    paid = paid_rows(period)
+    return partners_table(found, paid, involved_partners(found, paid))
+
+
+def dashboard(period: Period) -> dict:
+    """The summary and every table of the council's dashboard, reading each source once."""
+    tune_for_reports()
+    found = read_period(period)
+    ledger_months = ledger_by_month(period)
+    paid = paid_rows(period)
+    partners = involved_partners(found, paid)
+    return {
+        "summary": summary_of(period, found, ledger_months),
+        "months": months_table(period, found, ledger_months, paid),
+        "categories": activity_table("category", found.categories),
+        "wards": wards_table(found, paid, partners),
+        "partners": partners_table(found, paid, partners),
+    }
 
 
 # --- organisation and partner reports ---------------------------------------------------

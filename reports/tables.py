@@ -78,7 +78,8 @@ PARTNERS = Table(
         Column("ward", "Ward", "text"),
         Column("redemptions", "Redemptions"),
         Column("credits_spent", "Credits spent"),
-        Column("money_to_local_businesses_pence", "Owed for the period", "pence"),
+        Column("redeemed_value_pence", "Owed for the period's redemptions", "pence"),
+        Column("money_to_local_businesses_pence", "Paid in the period", "pence"),
     ),
     chart="money_to_local_businesses_pence",
 )
@@ -99,8 +100,17 @@ SUMMARY_MEASURES = (
     ("credits_gifted", "Credits given as gifts", "number"),
     ("credits_outstanding", "Credits outstanding at the end of the period", "number"),
     ("outstanding_liability_pence", "What outstanding credits could cost", "pence"),
+    (
+        "money_to_local_businesses_pence",
+        "Paid to local businesses in the period (settlements paid)",
+        "pence",
+    ),
     ("owed_to_partners_pence", "Owed to partners now (not yet settled)", "pence"),
-    ("money_to_local_businesses_pence", "Paid to local businesses for the period", "pence"),
+    (
+        "redeemed_value_pence",
+        "Value of the period's redemptions to partners (credits × rate, paid or not)",
+        "pence",
+    ),
     ("active_residents", "Active residents", "number"),
     ("volunteers", "Volunteers", "number"),
     ("first_time_volunteers", "First-time volunteers (had not volunteered before)", "number"),

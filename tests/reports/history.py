@@ -156,6 +156,37 @@ class History:
 
         self.step(when, build)
 
+    def settle(self, when, period_end: datetime) -> list[int]:
+        """Make the partners' settlements for the week ending ``period_end``."""
+        from partners.settlement import create_settlements
+
+        return self.step(
+            when, lambda user_of: create_settlements(now=when, period_end=period_end).created
+        )
+
+    def pay(self, when) -> int:
+        """Send the due settlements: with no Stripe, into a payment file; its id."""
+        from partners.payments import pay_due_settlements
+
+        return self.step(when, lambda user_of: pay_due_settlements(now=when).batch_id)
+
+    def mark_paid(self, when, batch_id: int) -> None:
+        """Council marks the payment file paid: its settlements become paid at ``when``."""
+        from partners.settlement import mark_batch_paid
+
+        self.step(when, lambda user_of: mark_batch_paid(user_of(self.council), batch_id))
+
+    def payment_reversed(self, when, settlement_id: int) -> None:
+        """The payment of a paid settlement came back: it is failed again."""
+        from partners.settlement import SettlementStatus, lock_settlement, transition
+
+        self.step(
+            when,
+            lambda user_of: transition(
+                lock_settlement(settlement_id), SettlementStatus.FAILED, when
+            ),
+        )
+
     def expire(self, when) -> None:
         from rewards.expiry import expire_due_lots
 
@@ -192,6 +223,28 @@ def build_known_history(app, create_user) -> dict:
     )
     # Before the period: Robin gives 2 hours (2 credits, valid 90 days).
     history.attendance(litter, robin, at(2025, 11, 10, 10), 120)
+    # Also before it: Ari earns 9 credits and spends them all, a book (3 credits at 80p) and
+    # three coffees (2 at 100p), each in its own week, so each is its own settlement.
+    ari = history.resident(at(2025, 10, 5), "Ari")
+    history.attendance(lunch, ari, at(2025, 11, 3, 10), 180)
+    history.attendance(lunch, ari, at(2025, 11, 5, 10), 90)
+    history.redeem(at(2025, 11, 17, 12), ari, books)
+    for day in (at(2025, 11, 24, 12), at(2025, 12, 1, 12), at(2025, 12, 8, 12)):
+        history.redeem(day, ari, cafe)
+    # The book's settlement (240p) is paid in the period, on 12 January.
+    (book_settlement,) = history.settle(at(2025, 11, 25), at(2025, 11, 24, 0))
+    book_file = history.pay(at(2025, 11, 26))
+    # The first coffee's (200p) is paid before the period, on 15 December.
+    history.settle(at(2025, 12, 2), at(2025, 12, 1, 0))
+    history.mark_paid(at(2025, 12, 15), history.pay(at(2025, 12, 3)))
+    # The second's (200p) is paid on 20 January, but the payment comes back: failed.
+    (reversed_settlement,) = history.settle(at(2025, 12, 9), at(2025, 12, 8, 0))
+    reversed_file = history.pay(at(2025, 12, 10))
+    # The third's (200p) is made and never paid: pending.
+    (pending_settlement,) = history.settle(at(2025, 12, 16), at(2025, 12, 15, 0))
+    history.mark_paid(at(2026, 1, 12), book_file)
+    history.mark_paid(at(2026, 1, 20), reversed_file)
+    history.payment_reversed(at(2026, 2, 2), reversed_settlement)
     # February: Robin's first lot expires (2 credits); Robin gives 2 hours more.
     history.expire(at(2026, 2, 10))
     history.attendance(litter, robin, at(2026, 2, 3, 10), 120)
@@ -212,6 +265,12 @@ def build_known_history(app, create_user) -> dict:
         "history": history,
         "robin": robin,
         "sam": sam,
+        "ari": ari,
+        "settlements": {
+            "paid": book_settlement,
+            "failed": reversed_settlement,
+            "pending": pending_settlement,
+        },
         "kit": kit,
         "organisation_id": friends,
         "cafe": cafe,

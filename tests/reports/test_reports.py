@@ -47,7 +47,12 @@ EXPECTED_SUMMARY = {
     "activities_active": 2,
     "partners_active": 1,
     "redemptions": 1,
-    "money_to_local_businesses_pence": 200,
+    # Settlements paid in the period: the book's 240p (paid 12 January). Not the coffee paid
+    # in December, the one paid in January and reversed in February, nor the pending one.
+    "money_to_local_businesses_pence": 240,
+    "paid_to_partners_pence": 240,
+    # The café's 2 credits at 100p, redeemed in April (not settled yet).
+    "redeemed_value_pence": 200,
 }
 
 
@@ -79,11 +84,14 @@ def test_breakdowns_by_month_category_ward_and_partner(app, known):
         "credits_expired": 2,
         "money_to_local_businesses_pence": 0,
     }
+    assert months["2026-01"]["money_to_local_businesses_pence"] == 240
     assert months["2026-03"]["hours"] == Decimal("2.50")
     assert months["2026-03"]["volunteers"] == 2
     assert months["2026-03"]["credits_earned"] == 5
     assert months["2026-04"]["credits_spent"] == 2
-    assert months["2026-04"]["money_to_local_businesses_pence"] == 200
+    # Money paid is dated by the payment, not the redemption.
+    assert months["2026-04"]["money_to_local_businesses_pence"] == 0
+    assert sum(row["money_to_local_businesses_pence"] for row in months.values()) == 240
     assert months["2026-07"]["credits_expired"] == 5
     assert months["2026-09"]["credits_earned"] == 1
     assert sum(row["credits_earned"] for row in months.values()) == 8
@@ -105,14 +113,54 @@ def test_breakdowns_by_month_category_ward_and_partner(app, known):
         "volunteers": 2,
         "activities_active": 1,
         "credits_spent": 2,
-        "money_to_local_businesses_pence": 200,
+        "money_to_local_businesses_pence": 0,
         "partners_active": 1,
     }
     assert wards["Chapel Allerton"]["credits_spent"] == 0
     assert wards["Chapel Allerton"]["volunteers"] == 2
+    # The bookshop was paid in the period for a book redeemed before it.
+    assert wards["Chapel Allerton"]["money_to_local_businesses_pence"] == 240
+    assert wards["Chapel Allerton"]["partners_active"] == 0
     assert [
-        (p["partner"], p["credits_spent"], p["money_to_local_businesses_pence"]) for p in partners
-    ] == [("Corner Café", 2, 200)]
+        (
+            p["partner"],
+            p["redemptions"],
+            p["credits_spent"],
+            p["redeemed_value_pence"],
+            p["money_to_local_businesses_pence"],
+        )
+        for p in partners
+    ] == [("Book Nook", 0, 0, 0, 240), ("Corner Café", 1, 2, 200, 0)]
+
+
+def test_paid_to_partners_counts_only_settlements_paid_in_the_period(app, known):
+    from datetime import UTC, datetime
+
+    from partners.queries import paid_by_partner, paid_in_period
+    from partners.settlement import Settlement
+
+    def moment(*day):
+        return datetime(*day, tzinfo=UTC)
+
+    with app.app_context():
+        statuses = {
+            name: db.session.get(Settlement, settlement_id).status
+            for name, settlement_id in known["settlements"].items()
+        }
+        assert statuses == {"paid": "paid", "failed": "failed", "pending": "pending"}
+        assert paid_in_period(PERIOD.start, PERIOD.end) == 240
+        # December 2025: the first coffee's 200p only.
+        assert paid_in_period(moment(2025, 12, 1), moment(2026, 1, 1)) == 200
+        # The paid_at day is inside [start, end); the end is not.
+        assert paid_in_period(moment(2026, 1, 12), moment(2026, 1, 13)) == 240
+        assert paid_in_period(moment(2026, 1, 1), moment(2026, 1, 12)) == 0
+        # Paid on 20 January and reversed: not paid.
+        assert paid_in_period(moment(2026, 1, 13), moment(2026, 3, 1)) == 0
+        assert paid_by_partner(moment(2025, 1, 1), moment(2027, 1, 1)) == {
+            known["books"][0]: 240,
+            known["cafe"][0]: 200,
+        }
+        db.session.remove()
 
 
 def test_the_ledger_still_verifies_and_agrees_with_the_report(app, known):
@@ -124,7 +172,13 @@ def test_the_ledger_still_verifies_and_agrees_with_the_report(app, known):
         db.session.remove()
     assert not report.breaks, report.breaks
     # Over all time: earned = spent + expired + outstanding (gifts move credits between residents).
-    assert everything.credits_earned == 10
+    # Robin's, Sam's and Kit's 10, and Ari's 9 (all spent before the period).
+    assert everything.credits_earned == 19
+    assert everything.credits_spent == 11
+    # Ari's four redemptions were settled (credits leave the partners' accounts then).
+    assert everything.credits_settled == 9
+    # Paid over all time: the book (240p) and the first coffee (200p).
+    assert everything.paid_to_partners_pence == 440
     assert (
         everything.credits_spent + everything.credits_expired + everything.credits_outstanding
         == everything.credits_earned
@@ -156,6 +210,7 @@ def test_dashboard_shows_charts_tables_and_csv_of_every_table(client, known):
     assert html.count('role="img"') == 4
     assert html.count("<table") == 5
     assert 'data-measure="hours">5.50<' in html
+    assert 'data-measure="money_to_local_businesses_pence">£2.40<' in html
     assert "£2.00" in html
     for table in ("summary", "months", "categories", "wards", "partners"):
         assert f"/council/reports/{table}.csv?from=2026-01-01&amp;to=2026-10-31" in html
@@ -174,7 +229,15 @@ def test_dashboard_shows_charts_tables_and_csv_of_every_table(client, known):
         )
     )
     assert summary["hours"] == "5.50"
-    assert summary["money_to_local_businesses_pence"] == "200"
+    assert summary["money_to_local_businesses_pence"] == "240"
+    assert summary["redeemed_value_pence"] == "200"
+    partners_csv = client.get("/council/reports/partners.csv?from=2026-01-01&to=2026-10-31")
+    assert partners_csv.get_data(as_text=True).splitlines() == [
+        "Partner,Ward,Redemptions,Credits spent,Owed for the period's redemptions (pence),"
+        "Paid in the period (pence)",
+        "Book Nook,Chapel Allerton,0,0,0,240",
+        "Corner Café,Roundhay,1,2,200,0",
+    ]
     assert client.get("/council/reports/nothing.csv").status_code == 404
     assert client.get("/council/reports?from=yesterday").status_code == 400
 
