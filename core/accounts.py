@@ -98,7 +98,10 @@ def find_user_by_email(email: str) -> User | None:
 
 
 def register_resident(email: str, password: str, display_name: str, postcode: str) -> User:
-    """Create a resident account; ``email_taken`` (409) if the email is in use."""
+    """Create a resident account; ``email_taken`` (409) if the email is in use.
+
+    Pending invitations to the address are accepted (``core.invitations``).
+    """
     email = normalise_email(email)
     display_name = clean_display_name(display_name)
     postcode = normalise_postcode(postcode)
@@ -117,6 +120,10 @@ def register_resident(email: str, password: str, display_name: str, postcode: st
     user.memberships.append(RoleMembership(role=Role.RESIDENT.value))
     db.session.add(user)
     db.session.flush()
+    # What they were invited to while they had no account is theirs now (core.invitations).
+    from core.invitations import accept_pending_for
+
+    accept_pending_for(user)
     return user
 
 

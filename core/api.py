@@ -6,9 +6,9 @@ import marshmallow as ma
 from flask import current_app, g, request
 from flask.views import MethodView
 
-from core import accounts
+from core import accounts, invitations
 from core.apiframework import Api, ApiBlueprint, RequestSchema, bearer_doc
-from core.errors import InvalidRequest
+from core.errors import ForbiddenError, InvalidRequest
 from core.extensions import csrf, db, limiter
 from core.models import Role, User
 from core.security import api_auth
@@ -16,6 +16,12 @@ from core.signin_limits import account_limit, account_limit_key, failed_attempt,
 
 auth_blp = ApiBlueprint("auth", __name__, url_prefix="/api/v1", description="Sign-in tokens")
 people_blp = ApiBlueprint("people", __name__, url_prefix="/api/v1", description="Residents and you")
+invitations_blp = ApiBlueprint(
+    "invitations",
+    __name__,
+    url_prefix="/api/v1",
+    description="Invitations of people without an account to organise or to work for a partner",
+)
 
 
 class UserSchema(ma.Schema):
@@ -73,6 +79,7 @@ class TokenResource(MethodView):
         except Exception:
             g.signin_failed = True
             raise
+        invitations.accept_pending_for(user)
         token, row = accounts.issue_api_token(user)
         db.session.commit()
         return {"token": token, "expires_at": row.expires_at, "user": user}
@@ -114,6 +121,85 @@ class MeResource(MethodView):
         return data
 
 
+class InvitationSchema(ma.Schema):
+    id = ma.fields.Integer(required=True)
+    email = ma.fields.String(required=True)
+    kind = ma.fields.String(
+        required=True,
+        metadata={"description": "organiser or partner_staff", "example": "organiser"},
+    )
+    target_id = ma.fields.Integer(
+        required=True, metadata={"description": "The organisation's or partner's id"}
+    )
+    status = ma.fields.String(
+        required=True, metadata={"enum": ["pending", "expired", "accepted", "revoked"]}
+    )
+    created_at = ma.fields.DateTime(required=True)
+    expires_at = ma.fields.DateTime(required=True)
+
+
+class InvitationListArgsSchema(ma.Schema):
+    kind = ma.fields.String(required=True, validate=ma.validate.Length(max=20))
+    target_id = ma.fields.Integer(required=True, validate=ma.validate.Range(min=1))
+
+
+class InvitationListSchema(ma.Schema):
+    items = ma.fields.List(ma.fields.Nested(InvitationSchema), required=True)
+
+
+class AcceptInvitationSchema(RequestSchema):
+    token = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=200))
+
+
+INVITERS = (Role.ORGANISER, Role.PARTNER_STAFF)
+
+
+@invitations_blp.route("/invitations")
+class InvitationsResource(MethodView):
+    @invitations_blp.arguments(InvitationListArgsSchema, location="query")
+    @invitations_blp.response(200, InvitationListSchema)
+    @invitations_blp.doc(**bearer_doc("organiser of that organisation", "partner staff of it"))
+    @api_auth(*INVITERS)
+    def get(self, args):
+        """Pending invitations (expired ones too) of an organisation or a partner."""
+        kind = invitations.KINDS.get(args["kind"])
+        if kind is None:
+            raise InvalidRequest("There is no such kind.", {"kind": ["Not a kind."]})
+        if not kind.may_manage(g.api_user, args["target_id"]):
+            raise ForbiddenError("You cannot see these invitations.", code="not_allowed")
+        return {"items": invitations.pending_invitations(kind.name, args["target_id"])}
+
+
+@invitations_blp.route("/invitations/<int:invitation_id>")
+class InvitationResource(MethodView):
+    @invitations_blp.response(204)
+    @invitations_blp.alt_response(409, description="not_pending")
+    @invitations_blp.doc(**bearer_doc("organiser of its organisation", "partner staff of it"))
+    @api_auth(*INVITERS)
+    def delete(self, invitation_id):
+        """Revoke a pending invitation: its link stops working."""
+        invitations.revoke(g.api_user, invitations.get_invitation(invitation_id))
+        db.session.commit()
+        return ""
+
+
+@invitations_blp.route("/invitations/accept")
+class AcceptInvitationResource(MethodView):
+    @invitations_blp.arguments(AcceptInvitationSchema)
+    @invitations_blp.response(200, InvitationSchema)
+    @invitations_blp.alt_response(404, description="invitation_invalid")
+    @invitations_blp.alt_response(409, description="invitation_accepted")
+    @invitations_blp.alt_response(410, description="invitation_expired, invitation_revoked")
+    @invitations_blp.doc(**bearer_doc("any user"))
+    @api_auth()
+    def post(self, body):
+        """Accept an invitation with the token of its emailed link (for another address)."""
+        invitation = invitations.invitation_from_token(body["token"])
+        invitations.accept(invitation, g.api_user)
+        db.session.commit()
+        return invitation
+
+
 def resident_balance(user: User):
     """The resident's balance, from the ledger when it is installed."""
     hook = current_app.extensions.get("civic_credits.balance_of")
@@ -153,6 +239,7 @@ def api_blueprints() -> list[ApiBlueprint]:
     return [
         auth_blp,
         people_blp,
+        invitations_blp,
         wallet_api,
         volunteering_api,
         partners_api,

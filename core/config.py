@@ -113,6 +113,16 @@ def default_config(instance_path: str) -> dict:
         "PARTNER_DEFAULT_SETTLEMENT_RATE_PENCE": 100,
         "REDEMPTION_CODE_VALIDITY_SECONDS": 300,
         "REDEMPTION_CANCEL_WINDOW_MINUTES": 15,
+        # Old codes are deleted by the nightly purge (partners.tasks.purge_redemption_codes)
+        # this many days after they expired, this many per commit; a code a redemption
+        # points at is kept.
+        "REDEMPTION_CODE_RETENTION_DAYS": 7,
+        "REDEMPTION_CODE_PURGE_BATCH_SIZE": 1000,
+        # Invitations (core/invitations.py) of people without an account to organise for a
+        # group or work for a partner: they work this many days, and are deleted this many
+        # days after they expired, were revoked or were accepted (core.tasks.purge_invitations).
+        "INVITATION_VALIDITY_DAYS": 14,
+        "INVITATION_RETENTION_DAYS": 30,
         # Expiry (rewards/expiry.py): lots are expired this many days after their date,
         # in batches of this many lots per commit; residents are reminded these many days
         # before credits expire (once per lot and threshold).

@@ -82,6 +82,16 @@ class SignOutForm(FlaskForm):
     submit = SubmitField("Sign out", widget=GovSubmitInput())
 
 
+class AcceptInvitationForm(FlaskForm):
+    submit = SubmitField("Accept invitation", widget=GovSubmitInput())
+
+
+class RevokeInvitationForm(FlaskForm):
+    """Withdraw one pending invitation (a button per invitation; CSRF only)."""
+
+    submit = SubmitField("Revoke", widget=GovSubmitInput())
+
+
 class UserSearchForm(FlaskForm):
     class Meta:
         csrf = False  # a GET search changes nothing
@@ -104,8 +114,10 @@ class RolesForm(FlaskForm):
 
 
 __all__ = [
+    "AcceptInvitationForm",
     "ChangePasswordForm",
     "RegisterForm",
+    "RevokeInvitationForm",
     "RolesForm",
     "SignInForm",
     "SignOutForm",

@@ -2,13 +2,13 @@
 
 - ``personal_data(user)`` gathers every row about the person, by section (their account,
   roles, sign-ins, attendances and claims, wallet and credit lots, redemptions, emails sent,
-  audit entries about them), as plain JSON-ready values. ``as_json`` and ``as_csv_zip``
-  give it as a download.
+  invitations to their address, audit entries about them), as plain JSON-ready values.
+  ``as_json`` and ``as_csv_zip`` give it as a download.
 - ``close_account(user, password)`` pseudonymises the person: email, name and postcode are
   replaced, the password can never match, every session and token is revoked, and emails
-  not yet sent are dropped. The ledger is never touched except for the wallet's display
-  name: entries are append-only, so the history keeps adding up and ``ledger verify``
-  still passes; the wallet now reads "Closed account".
+  not yet sent (and invitations not yet accepted) are dropped. The ledger is never touched
+  except for the wallet's display name: entries are append-only, so the history keeps
+  adding up and ``ledger verify`` still passes; the wallet now reads "Closed account".
 
 Feature packages are imported inside the functions: the kernel imports none at module level.
 """
@@ -29,6 +29,7 @@ from core import accounts
 from core.audit import record
 from core.errors import ConflictError, InvalidRequest
 from core.extensions import db
+from core.invitations import Invitation
 from core.mail import OutboxMessage
 from core.models import ApiToken, AuditEntry, LoginSession, RoleMembership, User
 from core.security import new_secret_token
@@ -85,6 +86,18 @@ def personal_data(user: User) -> dict[str, list[dict]]:
             )
             .where(OutboxMessage.to == user.email)
             .order_by(OutboxMessage.id)
+        ),
+        "invitations": _rows(
+            select(
+                Invitation.kind,
+                Invitation.target_id,
+                Invitation.created_at,
+                Invitation.expires_at,
+                Invitation.accepted_at,
+                Invitation.revoked_at,
+            )
+            .where(or_(Invitation.email == user.email, Invitation.accepted_by_id == user.id))
+            .order_by(Invitation.id)
         ),
         "audit_entries": _rows(
             select(
@@ -282,6 +295,17 @@ def close_account(user: User, password: str) -> User:
         update(OutboxMessage)
         .where(OutboxMessage.to == old_email)
         .values(to=user.email, body="(removed when the account was closed)")
+    )
+    # Invitations to the old address: pending ones go, the rest lose the address.
+    db.session.execute(
+        Invitation.__table__.delete().where(
+            Invitation.email == old_email,
+            Invitation.accepted_at.is_(None),
+            Invitation.revoked_at.is_(None),
+        )
+    )
+    db.session.execute(
+        update(Invitation).where(Invitation.email == old_email).values(email=user.email)
     )
     _pseudonymise_wallet(user)
     record(user, "account.closed", f"user:{user.id}")

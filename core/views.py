@@ -16,12 +16,14 @@ from flask import (
 from flask_login import current_user, login_user, logout_user
 from sqlalchemy import func, or_
 
-from core import accounts
+from core import accounts, invitations
 from core.errors import DomainError, InvalidRequest
 from core.extensions import db, limiter
 from core.forms import (
+    AcceptInvitationForm,
     ChangePasswordForm,
     RegisterForm,
+    RevokeInvitationForm,
     RolesForm,
     SignInForm,
     SignOutForm,
@@ -32,6 +34,13 @@ from core.security import roles_required
 from core.signin_limits import account_limit, account_limit_key, failed_attempt, ip_limit
 
 core_bp = Blueprint("core", __name__)
+
+
+@core_bp.record_once
+def declare_public_pages(state) -> None:
+    """An invitation's page is public: the invited person may not have an account yet."""
+    app = state.app
+    app.public_endpoints = getattr(app, "public_endpoints", set()) | {"core.invitation"}
 
 
 def safe_next(target: str | None) -> str | None:
@@ -72,6 +81,9 @@ def register():
     if current_user.is_authenticated:
         return redirect(url_for("core.account"))
     form = RegisterForm()
+    invitation = invitation_of_link(request.args.get("invitation"))
+    if request.method == "GET" and invitation is not None and invitation.is_usable:
+        form.email.data = invitation.email
     if form.validate_on_submit():
         try:
             user = accounts.register_resident(
@@ -84,8 +96,15 @@ def register():
             db.session.rollback()
             form.email.errors = list(form.email.errors) + [error.message]
         else:
+            accepted = invitations.accepted_by(user)
             sign_in_user(user)
             flash("Your account has been created. Welcome!", "success")
+            flash_accepted(accepted)
+            if invitation is not None and not accepted:
+                # Registered with another address: they can still accept with the link.
+                return redirect(
+                    url_for("core.invitation", invitation_token=request.args["invitation"])
+                )
             return redirect(url_for("core.account"))
     return render_template("core/register.html", form=form), 200 if not form.errors else 400
 
@@ -106,7 +125,9 @@ def sign_in():
             form.form_errors.append(error.message)
             form.email.errors = list(form.email.errors) + [error.message]
         else:
+            accepted = invitations.accept_pending_for(user)
             sign_in_user(user)
+            flash_accepted(accepted)
             return redirect(safe_next(request.args.get("next")) or url_for("core.account"))
     status = 401 if form.errors else 200
     return render_template("core/sign_in.html", form=form), status
@@ -216,3 +237,80 @@ def accessibility():
 def privacy():
     """The privacy notice."""
     return render_template("core/privacy.html")
+
+
+# --- invitations (core.invitations) ---------------------------------------------------------
+
+
+def invitation_of_link(token: str | None):
+    """The invitation a link's token names, or None for no token or a wrong one."""
+    if not token:
+        return None
+    try:
+        return invitations.invitation_from_token(token)
+    except DomainError:
+        return None
+
+
+def flash_accepted(accepted) -> None:
+    """Tell the person what the invitations they just accepted made them."""
+    for invitation in accepted:
+        flash(invitations.describe_acceptance(invitation), "success")
+
+
+@core_bp.get("/invitations/<invitation_token>")
+def invitation(invitation_token: str):
+    """An emailed invitation: who invited whom to what, and how to accept it."""
+    invitation = invitations.invitation_from_token(invitation_token)
+    kind = invitations.kind_of(invitation)
+    return render_template(
+        "core/invitation.html",
+        invitation=invitation,
+        kind=kind,
+        target=kind.target_name(invitation.target_id) or "a group that no longer exists",
+        token=invitation_token,
+        form=AcceptInvitationForm(),
+    )
+
+
+@core_bp.post("/invitations/<invitation_token>/accept")
+@roles_required()
+def accept_invitation(invitation_token: str):
+    """The signed-in person accepts the invitation of the link they followed."""
+    if not AcceptInvitationForm().validate_on_submit():
+        abort(400)
+    invitation = invitations.invitation_from_token(invitation_token)
+    user = current_user._get_current_object()
+    try:
+        invitations.accept(invitation, user)
+    except DomainError as error:
+        db.session.rollback()
+        flash(error.message, "error")
+        return redirect(url_for("core.invitation", invitation_token=invitation_token))
+    db.session.commit()
+    flash_accepted([invitation])
+    kind = invitations.kind_of(invitation)
+    if kind.role not in user.roles:  # a partner not approved yet: the role comes then
+        return redirect(url_for("core.account"))
+    return redirect(kind.target_url(invitation.target_id))
+
+
+@core_bp.post("/invitations/<int:invitation_id>/revoke")
+@roles_required(Role.ORGANISER, Role.PARTNER_STAFF)
+def revoke_invitation(invitation_id: int):
+    """An organiser or member of staff withdraws a pending invitation of their group."""
+    if not RevokeInvitationForm().validate_on_submit():
+        abort(400)
+    invitation = invitations.get_invitation(invitation_id)
+    kind = invitations.kind_of(invitation)
+    if not kind.may_manage(current_user, invitation.target_id):
+        abort(403)
+    try:
+        invitations.revoke(current_user, invitation)
+    except DomainError as error:
+        db.session.rollback()
+        flash(error.message, "error")
+    else:
+        db.session.commit()
+        flash(f"The invitation to {invitation.email} has been revoked.", "success")
+    return redirect(kind.target_url(invitation.target_id))

@@ -217,9 +217,10 @@ class RedemptionCode(db.Model):
     code_digest: Mapped[str] = mapped_column(String(64), unique=True)
     #: Whose credits the code spends.
     resident_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    #: When it was made and when it stops working.
+    #: When it was made and when it stops working (indexed for the nightly purge of old
+    #: codes, partners/purge.py).
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     #: When a till used it (set once, by a guarded UPDATE).
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from core.apiframework import ApiBlueprint, PageArgsSchema, RequestSchema, bearer_doc, paginate
 from core.errors import ForbiddenError
 from core.extensions import db
+from core.invitations import Invitation
 from core.models import Role
 from core.qrcodes import qr_svg
 from core.security import api_auth
@@ -78,7 +79,13 @@ class OrganisationMemberSchema(ma.Schema):
     user_id = ma.fields.Integer(allow_none=True)
     status = ma.fields.String(
         required=True,
-        metadata={"enum": ["added", "invited"], "description": "invited: emailed to register"},
+        metadata={
+            "enum": ["added", "invited"],
+            "description": "invited: no account yet; a pending invitation was emailed",
+        },
+    )
+    invitation_id = ma.fields.Integer(
+        allow_none=True, metadata={"description": "The pending invitation (status invited)"}
     )
 
 
@@ -323,8 +330,13 @@ class OrganisationOrganisers(MethodView):
         organisation = ops.get_organisation(organisation_id)
         member = ops.invite_organiser(g.api_user, organisation, body["email"])
         db.session.commit()
-        if member is None:
-            return {"organisation_id": organisation.id, "user_id": None, "status": "invited"}, 202
+        if isinstance(member, Invitation):
+            return {
+                "organisation_id": organisation.id,
+                "user_id": None,
+                "status": "invited",
+                "invitation_id": member.id,
+            }, 202
         return {"organisation_id": organisation.id, "user_id": member.user_id, "status": "added"}
 
 

@@ -138,7 +138,7 @@ class InviteForm(FlaskForm):
     email = EmailField(
         "Email address of the new organiser",
         widget=GovTextInput(),
-        description="They need an account first",
+        description="Without an account yet, they are emailed an invitation to create one",
         validators=[
             InputRequired(message="Enter their email address"),
             Email(message="Enter an email address in the correct format, like name@example.org"),

@@ -33,9 +33,11 @@ from flask import current_app, url_for
 from sqlalchemy import Integer, String, bindparam, func, or_, select
 from sqlalchemy.orm import joinedload
 
+from core import invitations
 from core.audit import record
 from core.errors import ConflictError, DomainError, ForbiddenError, InvalidRequest, NotFoundError
 from core.extensions import db
+from core.invitations import Invitation
 from core.mail import queue_email
 from core.models import Role, RoleMembership, User
 from core.timeutil import UTCDateTime, utcnow
@@ -234,12 +236,13 @@ def suspend_organisation(actor: User, organisation: Organisation, reason: str) -
 
 def invite_organiser(
     actor: User, organisation: Organisation, email: str
-) -> OrganisationMember | None:
+) -> OrganisationMember | Invitation:
     """An organiser adds another person as an organiser of the group, by email.
 
-    With an account, they become an organiser at once (and are told). Without one, they
-    are emailed an invitation to register, and None is returned: the organiser adds them
-    again once they have an account (no half-made membership is kept).
+    With an account, they become an organiser at once (and are told). Without one, a
+    pending invitation is kept and emailed (``core.invitations``): they become an organiser
+    when they register or sign in with that address, or follow the link. Inviting the same
+    address again renews the invitation rather than adding another.
     """
     require_organiser_of(actor, organisation.id)
     from core.accounts import normalise_email
@@ -247,15 +250,7 @@ def invite_organiser(
     address = normalise_email(email)
     user = db.session.execute(select(User).where(User.email == address)).scalar_one_or_none()
     if user is None:
-        queue_email(
-            address,
-            f"{actor.display_name} invites you to organise for {organisation.name}",
-            f"{actor.display_name} would like you to help organise {organisation.name}'s "
-            f"volunteering. Create an account at {url_for('core.register', _external=True)}, "
-            f"then tell {actor.display_name} so they can add you.",
-        )
-        record(actor, "organisation.organiser_invited", f"organisation:{organisation.id}")
-        return None
+        return invitations.invite(actor, ORGANISER_INVITATION.name, organisation.id, address)
     if is_organiser_of(user, organisation.id):
         raise ConflictError(f"{user.display_name} already organises {organisation.name}.")
     member = OrganisationMember(
@@ -278,6 +273,51 @@ def invite_organiser(
         "Sign in and choose Organise to see its activities.",
     )
     return member
+
+
+def add_invited_organiser(invitation: Invitation, user: User) -> None:
+    """An invited person accepted: they organise the group (no-op if they already do)."""
+    organisation = db.session.get(Organisation, invitation.target_id)
+    if organisation is None:
+        return
+    invitations.ensure_role(user, Role.ORGANISER, invitation)
+    if is_organiser_of(user, organisation.id):
+        return
+    db.session.add(
+        OrganisationMember(
+            organisation_id=organisation.id,
+            user_id=user.id,
+            invited_by_id=invitation.invited_by_id,
+        )
+    )
+    db.session.flush()
+    inviter = db.session.get(User, invitation.invited_by_id) if invitation.invited_by_id else None
+    record(
+        inviter,
+        "organisation.organiser_added",
+        f"organisation:{organisation.id}",
+        details={"user_id": user.id, "invitation_id": invitation.id},
+    )
+
+
+def _organisation_name(organisation_id: int) -> str | None:
+    organisation = db.session.get(Organisation, organisation_id)
+    return organisation.name if organisation is not None else None
+
+
+ORGANISER_INVITATION = invitations.register_kind(
+    invitations.InvitationKind(
+        name="organiser",
+        role=Role.ORGANISER,
+        offer="help organise volunteering for {target}",
+        becomes="an organiser of {target}",
+        target_name=_organisation_name,
+        may_manage=is_organiser_of,
+        add_member=add_invited_organiser,
+        page_endpoint="volunteering.organisation",
+        page_argument="organisation_id",
+    )
+)
 
 
 # --- activities and sessions -----------------------------------------------------------

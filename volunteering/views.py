@@ -28,6 +28,8 @@ from sqlalchemy import func, or_, select
 from core.audit import record
 from core.errors import DomainError, InvalidRequest
 from core.extensions import db
+from core.forms import RevokeInvitationForm
+from core.invitations import Invitation, pending_invitations
 from core.models import Role, User
 from core.qrcodes import qr_svg
 from core.security import roles_required
@@ -416,17 +418,23 @@ def organisation(organisation_id: int):
             domain_error_to_form(form, error, "email")
         else:
             db.session.commit()
-            if member is None:
+            if isinstance(member, Invitation):
                 flash(
-                    f"{form.email.data} has no account yet: we have emailed them an invitation "
-                    "to register. Add them here again once they have.",
+                    f"{member.email} has no account yet: we have emailed them an invitation. "
+                    "They become an organiser when they create an account with that address.",
                     "success",
                 )
             else:
                 flash(f"{member.user.display_name} is now an organiser.", "success")
             return redirect(url_for("volunteering.organisation", organisation_id=organisation.id))
     return (
-        render_template("volunteering/organisation.html", organisation=organisation, form=form),
+        render_template(
+            "volunteering/organisation.html",
+            organisation=organisation,
+            form=form,
+            invitations=pending_invitations(ops.ORGANISER_INVITATION.name, organisation.id),
+            revoke_form=RevokeInvitationForm(),
+        ),
         status_of(form),
     )
 
