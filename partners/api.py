@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from core.apiframework import ApiBlueprint, PageArgsSchema, RequestSchema, bearer_doc, paginate
 from core.errors import ForbiddenError, NotFoundError
 from core.extensions import db, limiter
+from core.invitations import Invitation
 from core.models import Role
 from core.qrcodes import qr_svg
 from core.security import api_auth
@@ -337,6 +338,50 @@ class PartnerRateResource(MethodView):
 
 
 # --- offers ---------------------------------------------------------------------------------
+
+
+class StaffInviteSchema(RequestSchema):
+    email = ma.fields.String(required=True, validate=ma.validate.Length(max=254))
+
+
+class StaffMemberSchema(ma.Schema):
+    partner_id = ma.fields.Integer(required=True)
+    user_id = ma.fields.Integer(allow_none=True)
+    status = ma.fields.String(
+        required=True,
+        metadata={
+            "enum": ["added", "invited"],
+            "description": "invited: no account yet; a pending invitation was emailed",
+        },
+    )
+    invitation_id = ma.fields.Integer(
+        allow_none=True, metadata={"description": "The pending invitation (status invited)"}
+    )
+
+
+@partners_api.route("/partners/<int:partner_id>/staff")
+class PartnerStaffResource(MethodView):
+    @partners_api.arguments(StaffInviteSchema)
+    @partners_api.response(201, StaffMemberSchema)
+    @partners_api.alt_response(
+        202, schema=StaffMemberSchema, description="no account yet: invitation emailed"
+    )
+    @partners_api.alt_response(409, description="already_staff")
+    @partners_api.doc(**bearer_doc("partner staff of that partner"))
+    @api_auth(Role.PARTNER_STAFF)
+    def post(self, body, partner_id):
+        """Add a colleague by email; without an account they are emailed an invitation."""
+        partner = get_partner(partner_id)
+        added = operations.invite_staff(g.api_user, partner, body["email"])
+        db.session.commit()
+        if isinstance(added, Invitation):
+            return {
+                "partner_id": partner.id,
+                "user_id": None,
+                "status": "invited",
+                "invitation_id": added.id,
+            }, 202
+        return {"partner_id": partner.id, "user_id": added.user_id, "status": "added"}
 
 
 @partners_api.route("/partners/<int:partner_id>/offers")

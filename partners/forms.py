@@ -275,7 +275,7 @@ class AddStaffForm(FlaskForm):
     email = StringField(
         "Colleague's email address",
         widget=GovTextInput(),
-        description="They need an account first: they can create one on the Register page",
+        description="Without an account yet, they are emailed an invitation to create one",
         validators=[
             InputRequired(message="Enter your colleague's email address"),
             Email(message="Enter an email address in the correct format, like name@example.org"),

@@ -26,10 +26,11 @@ from flask import current_app
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import selectinload
 
-from core import accounts
+from core import accounts, invitations
 from core.audit import record
 from core.errors import ConflictError, DomainError, ForbiddenError, InvalidRequest, NotFoundError
 from core.extensions import db
+from core.invitations import Invitation
 from core.models import Role, User
 from core.timeutil import utcnow
 from partners.models import (
@@ -290,6 +291,76 @@ def add_staff(actor: User, partner: Partner, email: str) -> PartnerMembership:
     record(actor, "partner.staff_added", f"partner:{partner.id}", details={"user": colleague.id})
     db.session.flush()
     return membership
+
+
+def invite_staff(actor: User, partner: Partner, email: str) -> PartnerMembership | Invitation:
+    """A member of staff adds a colleague by email, whether or not they have an account.
+
+    With an account, they join at once (``add_staff``). Without one, a pending invitation is
+    kept and emailed (``core.invitations``): they join when they register or sign in with
+    that address, or follow the link; inviting again renews it rather than adding another.
+    """
+    require_staff(actor, partner)
+    address = accounts.normalise_email(email)
+    if accounts.find_user_by_email(address) is not None:
+        return add_staff(actor, partner, address)
+    return invitations.invite(actor, STAFF_INVITATION.name, partner.id, address)
+
+
+def add_invited_staff(invitation: Invitation, user: User) -> None:
+    """An invited colleague accepted: they work for the partner (no-op if they already do).
+
+    The partner staff role comes now if the partner is approved, or with its approval.
+    """
+    partner = db.session.get(Partner, invitation.target_id)
+    if partner is None:
+        return
+    if partner.is_approved:
+        invitations.ensure_role(user, Role.PARTNER_STAFF, invitation)
+    exists = db.session.execute(
+        select(PartnerMembership.id).where(
+            PartnerMembership.partner_id == partner.id, PartnerMembership.user_id == user.id
+        )
+    ).first()
+    if exists is not None:
+        return
+    db.session.add(
+        PartnerMembership(
+            partner_id=partner.id, user_id=user.id, invited_by_id=invitation.invited_by_id
+        )
+    )
+    db.session.flush()
+    inviter = db.session.get(User, invitation.invited_by_id) if invitation.invited_by_id else None
+    record(
+        inviter,
+        "partner.staff_added",
+        f"partner:{partner.id}",
+        details={"user": user.id, "invitation_id": invitation.id},
+    )
+
+
+def _partner_name(partner_id: int) -> str | None:
+    partner = db.session.get(Partner, partner_id)
+    return partner.name if partner is not None else None
+
+
+def _may_manage_staff(user: User, partner_id: int) -> bool:
+    return is_staff_of(user, partner_id)
+
+
+STAFF_INVITATION = invitations.register_kind(
+    invitations.InvitationKind(
+        name="partner_staff",
+        role=Role.PARTNER_STAFF,
+        offer="take credits at the till of {target}",
+        becomes="a member of staff at {target}",
+        target_name=_partner_name,
+        may_manage=_may_manage_staff,
+        add_member=add_invited_staff,
+        page_endpoint="partners.staff",
+        page_argument="partner_id",
+    )
+)
 
 
 # --- offers ---------------------------------------------------------------------------------

@@ -30,6 +30,8 @@ from sqlalchemy.exc import IntegrityError
 
 from core.errors import DomainError, InvalidRequest
 from core.extensions import db, limiter
+from core.forms import RevokeInvitationForm
+from core.invitations import Invitation, pending_invitations
 from core.models import Role
 from core.qrcodes import qr_svg
 from core.security import roles_required
@@ -558,19 +560,33 @@ def staff(partner_id: int):
     form = AddStaffForm()
     if form.validate_on_submit():
         try:
-            membership = operations.add_staff(current_user, partner, form.email.data)
+            added = operations.invite_staff(current_user, partner, form.email.data)
         except DomainError as error:
             show_error(form, error)
             form.email.errors = [error.message]
         else:
             db.session.commit()
-            flash(f"{membership.user.display_name} can now use the till.", "success")
+            if isinstance(added, Invitation):
+                flash(
+                    f"{added.email} has no account yet: we have emailed them an invitation. "
+                    "They can use the till once they create an account with that address.",
+                    "success",
+                )
+            else:
+                flash(f"{added.user.display_name} can now use the till.", "success")
             return redirect(url_for("partners.staff", partner_id=partner.id))
     people = db.session.execute(
         select(PartnerMembership).where(PartnerMembership.partner_id == partner.id)
     ).scalars()
     return (
-        render_template("partners/staff.html", partner=partner, people=list(people), form=form),
+        render_template(
+            "partners/staff.html",
+            partner=partner,
+            people=list(people),
+            form=form,
+            invitations=pending_invitations(operations.STAFF_INVITATION.name, partner.id),
+            revoke_form=RevokeInvitationForm(),
+        ),
         status_of(form),
     )
 

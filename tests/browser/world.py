@@ -158,6 +158,21 @@ class World:
 
         return self._in_app(lambda person: ops.issue_code(person)[1].id)
 
+    @cached_property
+    def invitation_token(self) -> str:
+        """The link's token of a pending invitation to organise for the organisation."""
+        from core import invitations
+
+        organisation_id = self.volunteering[0]
+
+        def build(person):
+            invitation = invitations.invite(
+                person, "organiser", organisation_id, "invited.helper@example.org"
+            )
+            return invitations.token_for(invitation)
+
+        return self._in_app(build)
+
 
 #: URL argument name -> its value in the world.
 FILLERS = {
@@ -171,4 +186,5 @@ FILLERS = {
     "rid": lambda world: world.redemption_id,
     "code_id": lambda world: world.redemption_code_id,
     "settlement_id": lambda world: world.settlement_id,
+    "invitation_token": lambda world: world.invitation_token,
 }
