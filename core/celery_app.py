@@ -15,6 +15,10 @@ BEAT_SCHEDULE: dict = {
         "task": "core.tasks.purge_expired_credentials",
         "schedule": crontab(minute=15, hour=3),
     },
+    "purge-invitations": {
+        "task": "core.tasks.purge_invitations",
+        "schedule": crontab(minute=20, hour=3),
+    },
     "send-outbox": {
         "task": "core.mail.send_outbox",
         "schedule": 60.0,
@@ -42,6 +46,10 @@ BEAT_SCHEDULE: dict = {
     "pay-settlements": {
         "task": "partners.tasks.pay_settlements",
         "schedule": crontab(minute="*/10"),
+    },
+    "purge-redemption-codes": {
+        "task": "partners.tasks.purge_redemption_codes",
+        "schedule": crontab(minute=45, hour=3),
     },
 }
 

@@ -4,6 +4,7 @@ from celery import shared_task
 
 from core.accounts import purge_expired_credentials as purge
 from core.extensions import db
+from core.invitations import purge_ended_invitations
 
 
 @shared_task(name="core.tasks.purge_expired_credentials")
@@ -12,3 +13,9 @@ def purge_expired_credentials() -> int:
     removed = purge()
     db.session.commit()
     return removed
+
+
+@shared_task(name="core.tasks.purge_invitations")
+def purge_invitations() -> int:
+    """Delete invitations that ended over INVITATION_RETENTION_DAYS ago. Safe to run twice."""
+    return purge_ended_invitations()

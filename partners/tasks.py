@@ -1,4 +1,5 @@
-"""Scheduled jobs of partner settlement (beat runs them; see core/celery_app.py)."""
+"""Scheduled jobs of partners: settlement, payment and purging old redemption codes
+(beat runs them; see core/celery_app.py)."""
 
 from __future__ import annotations
 
@@ -23,3 +24,11 @@ def pay_settlements() -> int:
 
     report = pay_due_settlements()
     return len(report.transfers)
+
+
+@shared_task(name="partners.tasks.purge_redemption_codes")
+def purge_redemption_codes() -> int:
+    """Delete redemption codes long expired and never redeemed, in batches. Safe to rerun."""
+    from partners.purge import purge_old_redemption_codes
+
+    return purge_old_redemption_codes()
