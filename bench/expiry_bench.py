@@ -5,8 +5,8 @@
     .venv/bin/python bench/expiry_bench.py --db postgresql --lots 1000000   # the issue's size
 
 Both runs start from the same seeded database (residents' wallets holding N due lots,
-seeded set-based). The job is ``rewards.expiry.expire_due_lots`` (each lot through
-``rewards.operations.expire_lot``, batches committed). The reference does the same writes
+seeded set-based). The job is ``rewards.expiry.expire_due_lots`` (batches of 2,000 lots
+through ``rewards.operations.expire_lots``, each committed). The reference does the same writes
 set-based in one transaction: an expire transaction per lot, its two entries with
 ``balance_after``, its lot movement, lots to zero, balances; on PostgreSQL as one statement
 (data-modifying CTEs), on SQLite (which has none) as nine set-based statements. Peak memory is the
@@ -227,7 +227,7 @@ def main() -> None:
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--lots", type=int, default=20_000)
     parser.add_argument("--residents", type=int, default=0, help="default: lots / 10")
-    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--batch-size", type=int, default=2000)
     args = parser.parse_args()
     residents = args.residents or max(1, args.lots // 10)
     print(f"{args.lots} due lots, {residents} residents, {args.db}; {machine()}")

@@ -127,7 +127,7 @@ def default_config(instance_path: str) -> dict:
         # in batches of this many lots per commit; residents are reminded these many days
         # before credits expire (once per lot and threshold).
         "CREDIT_EXPIRY_GRACE_DAYS": 0,
-        "CREDIT_EXPIRY_BATCH_SIZE": 500,
+        "CREDIT_EXPIRY_BATCH_SIZE": 2000,
         "CREDIT_EXPIRY_REMINDER_DAYS": [30, 7],
         # Settlement (partners/settlement.py): the period length in days (weekly, periods
         # start on Mondays 00:00 UTC), the default budget per period in pence (None = no

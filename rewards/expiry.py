@@ -3,11 +3,12 @@
 Design:
 
 - ``expire_due_lots`` expires what is left of every lot past its date (plus
-  ``CREDIT_EXPIRY_GRACE_DAYS``), each lot through ``rewards.operations.expire_lot`` with the
-  idempotency key ``expire:lot:<id>``. It walks the due lots in id order, ``batch_size`` at
-  a time, and commits after each batch: memory stays flat however many lots are due, and a
-  run killed halfway keeps the batches it committed; the next run starts from what is
-  left (``remaining > 0``). On PostgreSQL each batch is claimed with
+  ``CREDIT_EXPIRY_GRACE_DAYS``) through ``rewards.operations.expire_lots``, a batch at a
+  time, each lot with the idempotency key ``expire:lot:<id>`` (a lot whose expiry was
+  reversed is expired again under a key naming the reversal). It walks the due lots in id
+  order, ``batch_size`` at a time, and commits after each batch: memory stays flat however
+  many lots are due, and a run killed halfway keeps the batches it committed; the next run
+  starts from what is left (``remaining > 0``). On PostgreSQL each batch is claimed with
   ``SELECT ... FOR UPDATE SKIP LOCKED``, so two runs at once work on different lots instead
   of queueing behind each other; on SQLite (one writer at a time) the per-lot idempotency
   key and ``remaining`` make a second run a no-op for lots the first has done.
@@ -34,18 +35,11 @@ from sqlalchemy import (
     ForeignKey,
     Integer,
     UniqueConstraint,
-    any_,
-    bindparam,
-    cast,
     delete,
-    insert,
-    or_,
     select,
-    text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -62,10 +56,6 @@ from rewards.models import (
     Account,
     AccountKind,
     CreditLot,
-    Entry,
-    LotMovement,
-    Transaction,
-    TransactionKind,
 )
 
 log = logging.getLogger(__name__)
@@ -111,11 +101,6 @@ class ExpiryReport:
             f"Expired {self.credits_expired} credits from {self.lots_expired} lots "
             f"in {self.batches} batches ({self.lots_skipped} lots had nothing left)."
         )
-
-
-def lot_expiry_key(lot_id: int) -> str:
-    """The ledger idempotency key of a lot's expiry: one expiry per lot, ever."""
-    return f"expire:lot:{lot_id}"
 
 
 def grace() -> timedelta:
@@ -166,7 +151,7 @@ def expire_due_lots(
             break
         lot_ids = [lot_id for lot_id, _remaining in claimed]
         try:
-            expired = expire_batch(lot_ids, now)
+            expired = ops.expire_lots(lot_ids, now)
             db.session.commit()
         except OperationalError as error:
             # A deadlock with a concurrent reversal touching the same lot: PostgreSQL chose
@@ -186,219 +171,6 @@ def expire_due_lots(
             on_batch(report)
     db.session.remove()
     return report
-
-
-def expire_batch(lot_ids: list[int], now: datetime) -> dict[int, int]:
-    """Expire the given lots in a few set-based statements; return {lot id: credits moved}.
-
-    Writes exactly what ``rewards.operations.expire_lot`` writes for each lot (one expire
-    transaction with key ``expire:lot:<id>`` and the same request hash, description and
-    memos, two entries with ``balance_after``, a lot movement, the lot to 0, the balances),
-    under the same rules: the accounts are locked first, in ``rewards.operations.LOCK_ORDER``
-    (``FOR UPDATE``; on SQLite the caller holds the write lock), lots are read under that
-    lock, a lot already expired (its key is taken) or not due is left alone.
-    One lot at a time through ``expire_lot`` costs about ten round trips per lot; this
-    costs seven per batch.
-    Flushes nothing of the ORM; the caller commits.
-    """
-    connection = db.session.connection()
-    postgres = connection.dialect.name == "postgresql"
-    lots = connection.execute(
-        select(
-            CreditLot.id,
-            CreditLot.account_id,
-            CreditLot.remaining,
-            CreditLot.earned_at,
-            CreditLot.expires_at,
-        )
-        .where(one_of(CreditLot.id, lot_ids, postgres))
-        .order_by(CreditLot.id)
-    ).all()
-    expired_key = f"scheme:{AccountKind.EXPIRED.value}"
-    owner_ids = sorted({lot.account_id for lot in lots})
-    lock = (
-        select(Account.id, Account.key, Account.name, Account.balance)
-        .where(or_(one_of(Account.id, owner_ids, postgres), Account.key == expired_key))
-        .order_by(*ops.LOCK_ORDER)
-    )
-    accounts = {
-        row.id: row for row in connection.execute(lock.with_for_update() if postgres else lock)
-    }
-    expired_account = next(row for row in accounts.values() if row.key == expired_key)
-    keys = {lot.id: lot_expiry_key(lot.id) for lot in lots}
-    taken = set(
-        connection.execute(
-            select(Transaction.idempotency_key).where(
-                one_of(Transaction.idempotency_key, list(keys.values()), postgres)
-            )
-        ).scalars()
-    )
-    due = [
-        lot
-        for lot in lots
-        if lot.remaining > 0 and lot.expires_at <= now and keys[lot.id] not in taken
-    ]
-    if not due:
-        return {}
-    rows = [
-        {
-            "kind": TransactionKind.EXPIRE.value,
-            "idempotency_key": keys[lot.id],
-            "request_hash": ops._fingerprint("expire", lot.id),
-            "amount": lot.remaining,
-            "created_at": now,
-            "description": f"credits expired on lot {lot.id}",
-            "reason": None,
-            "source": "",
-            "actor_id": None,
-            "reverses_id": None,
-        }
-        for lot in due
-    ]
-    write = _write_postgres if postgres else _write_portable
-    transaction_ids = write.transactions(connection, rows, now)
-    balances = {account_id: row.balance for account_id, row in accounts.items()}
-    entries, movements = [], []
-    for lot in due:
-        transaction_id = transaction_ids[keys[lot.id]]
-        owner = accounts[lot.account_id]
-        balances[owner.id] -= lot.remaining
-        balances[expired_account.id] += lot.remaining
-        entries.append(
-            (
-                transaction_id,
-                owner.id,
-                -lot.remaining,
-                balances[owner.id],
-                f"expired unused (earned {short_date(lot.earned_at)})",
-            )
-        )
-        entries.append(
-            (
-                transaction_id,
-                expired_account.id,
-                lot.remaining,
-                balances[expired_account.id],
-                f"expired from {owner.name}"[:500],
-            )
-        )
-        movements.append((transaction_id, lot.id, -lot.remaining))
-    changed = sorted(a for a in balances if balances[a] != accounts[a].balance)
-    write.rest(
-        connection,
-        entries,
-        movements,
-        [lot.id for lot in due],
-        [(account_id, balances[account_id]) for account_id in changed],
-    )
-    return {lot.id: lot.remaining for lot in due}
-
-
-def one_of(column, values: list, postgres: bool):
-    """``column IN (values)``; on PostgreSQL ``= ANY(array)``, one statement text for all."""
-    if postgres:
-        return column == any_(cast(bindparam(None, values), ARRAY(column.type)))
-    return column.in_(values)
-
-
-class _write_portable:
-    """The batch's writes with SQLAlchemy Core executemany (SQLite)."""
-
-    @staticmethod
-    def transactions(connection, rows: list[dict], now: datetime) -> dict[str, int]:
-        inserted = connection.execute(
-            # Matched back by key: no need for (slower) parameter order.
-            insert(Transaction.__table__).returning(
-                Transaction.__table__.c.id, Transaction.__table__.c.idempotency_key
-            ),
-            rows,
-        ).all()
-        return {key: transaction_id for transaction_id, key in inserted}
-
-    @staticmethod
-    def rest(connection, entries, movements, lot_ids, balances) -> None:
-        names = ("transaction_id", "account_id", "amount", "balance_after", "memo")
-        connection.execute(
-            insert(Entry.__table__), [dict(zip(names, e, strict=True)) for e in entries]
-        )
-        names = ("transaction_id", "lot_id", "amount")
-        connection.execute(
-            insert(LotMovement.__table__), [dict(zip(names, m, strict=True)) for m in movements]
-        )
-        connection.execute(
-            update(CreditLot.__table__)
-            .where(CreditLot.__table__.c.id.in_(lot_ids))
-            .values(remaining=0)
-        )
-        connection.execute(
-            update(Account.__table__)
-            .where(Account.__table__.c.id == bindparam("account_id"))
-            .values(balance=bindparam("new_balance")),
-            [{"account_id": a, "new_balance": b} for a, b in balances],
-        )
-
-
-class _write_postgres:
-    """The batch's writes as a few statements over arrays (``unnest``), on PostgreSQL.
-
-    A statement's text stays the same whatever the batch size, so the driver and the
-    server parse it once, instead of a VALUES list with thousands of placeholders.
-    """
-
-    TRANSACTIONS = text(
-        "INSERT INTO ledger_transactions (kind, idempotency_key, request_hash, amount,"
-        " created_at, description, reason, source, actor_id, reverses_id)"
-        " SELECT :kind, k, h, a, :now, d, NULL, '', NULL, NULL"
-        " FROM unnest(CAST(:keys AS text[]), CAST(:hashes AS text[]),"
-        " CAST(:amounts AS bigint[]), CAST(:descriptions AS text[])) AS t(k, h, a, d)"
-        " RETURNING id, idempotency_key"
-    )
-    ENTRIES = text(
-        "INSERT INTO ledger_entries (transaction_id, account_id, amount, balance_after, memo)"
-        " SELECT * FROM unnest(CAST(:tx AS integer[]), CAST(:accounts AS integer[]),"
-        " CAST(:amounts AS bigint[]), CAST(:after AS bigint[]), CAST(:memos AS text[]))"
-    )
-    MOVEMENTS = text(
-        "INSERT INTO credit_lot_movements (transaction_id, lot_id, amount)"
-        " SELECT * FROM unnest(CAST(:tx AS integer[]), CAST(:lots AS integer[]),"
-        " CAST(:amounts AS bigint[]))"
-    )
-    LOTS = text("UPDATE credit_lots SET remaining = 0 WHERE id = ANY(CAST(:ids AS integer[]))")
-    BALANCES = text(
-        "UPDATE ledger_accounts AS a SET balance = u.balance"
-        " FROM unnest(CAST(:ids AS integer[]), CAST(:balances AS bigint[])) AS u(id, balance)"
-        " WHERE a.id = u.id"
-    )
-
-    @classmethod
-    def transactions(cls, connection, rows: list[dict], now: datetime) -> dict[str, int]:
-        inserted = connection.execute(
-            cls.TRANSACTIONS,
-            {
-                "kind": TransactionKind.EXPIRE.value,
-                "now": now,
-                "keys": [r["idempotency_key"] for r in rows],
-                "hashes": [r["request_hash"] for r in rows],
-                "amounts": [r["amount"] for r in rows],
-                "descriptions": [r["description"] for r in rows],
-            },
-        ).all()
-        return {key: transaction_id for transaction_id, key in inserted}
-
-    @classmethod
-    def rest(cls, connection, entries, movements, lot_ids, balances) -> None:
-        tx, accounts, amounts, after, memos = (
-            list(column) for column in zip(*entries, strict=True)
-        )
-        connection.execute(
-            cls.ENTRIES,
-            {"tx": tx, "accounts": accounts, "amounts": amounts, "after": after, "memos": memos},
-        )
-        tx, lots, amounts = (list(column) for column in zip(*movements, strict=True))
-        connection.execute(cls.MOVEMENTS, {"tx": tx, "lots": lots, "amounts": amounts})
-        connection.execute(cls.LOTS, {"ids": lot_ids})
-        ids, values = (list(column) for column in zip(*balances, strict=True))
-        connection.execute(cls.BALANCES, {"ids": ids, "balances": values})
 
 
 def _take_sqlite_write_lock() -> None:

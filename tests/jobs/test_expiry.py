@@ -118,7 +118,7 @@ def test_a_run_that_crashes_halfway_is_finished_by_the_next(world, past, monkeyp
     from rewards import expiry
 
     lots = make_due_lots(world, past, residents=2, lots_each=5)
-    real = expiry.expire_batch
+    real = expiry.ops.expire_lots
     calls = {"n": 0}
 
     def crash_in_the_third_batch(lot_ids, now):
@@ -128,12 +128,12 @@ def test_a_run_that_crashes_halfway_is_finished_by_the_next(world, past, monkeyp
             raise RuntimeError("worker lost")
         return done
 
-    monkeypatch.setattr(expiry, "expire_batch", crash_in_the_third_batch)
+    monkeypatch.setattr(expiry.ops, "expire_lots", crash_in_the_third_batch)
     with pytest.raises(RuntimeError):
         world.run(expiry.expire_due_lots, batch_size=3)
     # Two batches (6 lots) were committed; the third was rolled back whole.
     assert world.count(CreditLot, CreditLot.remaining == 0) == 6
-    monkeypatch.setattr(expiry, "expire_batch", real)
+    monkeypatch.setattr(expiry.ops, "expire_lots", real)
 
     report = world.run(expiry.expire_due_lots, batch_size=3)
 
@@ -178,7 +178,7 @@ def test_two_runs_on_postgres_share_the_work_with_skip_locked(postgres_required,
 
     lots = make_due_lots(world, past, residents=4, lots_each=10, amount=1)
     reports = []
-    real = expiry.expire_batch
+    real = expiry.ops.expire_lots
 
     def slow(*args):
         done = real(*args)
@@ -186,7 +186,7 @@ def test_two_runs_on_postgres_share_the_work_with_skip_locked(postgres_required,
         return done
 
     expiry_module_patch = pytest.MonkeyPatch()
-    expiry_module_patch.setattr(expiry, "expire_batch", slow)
+    expiry_module_patch.setattr(expiry.ops, "expire_lots", slow)
     try:
 
         def run():
@@ -210,12 +210,12 @@ import sys, time
 from core import create_app
 from rewards import expiry
 app = create_app()
-real = expiry.expire_batch
+real = expiry.ops.expire_lots
 def slow(*args):
     done = real(*args)  # written, then a pause before the commit: killed in between
     time.sleep(0.3)
     return done
-expiry.expire_batch = slow
+expiry.ops.expire_lots = slow
 def progress(report):
     print(f"batch {report.batches}", flush=True)
 with app.app_context():
@@ -284,21 +284,20 @@ def test_the_beat_task_is_scheduled_and_runs(app, world, past):
 def test_the_batch_writes_what_expire_lot_writes(world, past):
     """The job's set-based batch and the ledger's own ``expire_lot`` leave the same rows."""
     from rewards import operations as ledger
-    from rewards.expiry import expire_batch, lot_expiry_key
     from rewards.models import Entry, LotMovement
 
     robin, sam = world.resident("Robin"), world.resident("Sam")
     by_ledger, by_batch = world.earn(robin, 4, expires_at=past), world.earn(sam, 4, expires_at=past)
     now = utcnow()
     with world.app.app_context():
-        ledger.expire_lot(by_ledger, idempotency_key=lot_expiry_key(by_ledger), now=now)
-        assert expire_batch([by_batch], now) == {by_batch: 4}
-        assert expire_batch([by_batch], now) == {}  # its key is taken: left alone
+        ledger.expire_lot(by_ledger, idempotency_key=ledger.expiry_key(by_ledger), now=now)
+        assert ledger.expire_lots([by_batch], now) == {by_batch: 4}
+        assert ledger.expire_lots([by_batch], now) == {}  # its key is taken: left alone
         db.session.commit()
 
         def written(lot_id):
             tx = db.session.execute(
-                select(Transaction).where(Transaction.idempotency_key == lot_expiry_key(lot_id))
+                select(Transaction).where(Transaction.idempotency_key == ledger.expiry_key(lot_id))
             ).scalar_one()
             entries = db.session.execute(
                 select(Entry.amount, Entry.memo).where(Entry.transaction_id == tx.id)
@@ -317,8 +316,40 @@ def test_the_batch_writes_what_expire_lot_writes(world, past):
         (ledger_rows, ledger_hash), (batch_rows, batch_hash) = written(by_ledger), written(by_batch)
         assert ledger_rows == batch_rows
         # A later expire_lot with the key is a replay, not a conflict: same request hash.
-        replay = ledger.expire_lot(by_batch, idempotency_key=lot_expiry_key(by_batch), now=now)
+        replay = ledger.expire_lot(by_batch, idempotency_key=ledger.expiry_key(by_batch), now=now)
         assert replay.request_hash == batch_hash != ledger_hash
         db.session.rollback()
         db.session.remove()
+    verify(world)
+
+
+def test_an_expiry_reversed_by_council_is_expired_again_by_the_next_run_once(world, past):
+    from rewards import operations as ledger
+    from rewards.expiry import expire_due_lots
+
+    lot = world.earn(world.resident("Robin"), 5, expires_at=past)
+    assert world.run(expire_due_lots).lots_expired == 1
+    with world.app.app_context():
+        first = db.session.execute(
+            select(Transaction.id).where(Transaction.idempotency_key == ledger.expiry_key(lot))
+        ).scalar_one()
+        reversal = ledger.reverse(
+            first, reason="expired in error", idempotency_key="undo-expiry", actor_id=None
+        )
+        reversal_id = reversal.id
+        db.session.commit()
+        db.session.remove()
+    assert world.count(CreditLot, CreditLot.remaining == 5) == 1
+
+    again = world.run(expire_due_lots)
+    assert (again.lots_expired, again.credits_expired) == (1, 5)
+    assert world.run(expire_due_lots).lots_expired == 0
+    with world.app.app_context():
+        keys = set(
+            db.session.execute(
+                select(Transaction.idempotency_key).where(Transaction.kind == "expire")
+            ).scalars()
+        )
+        db.session.remove()
+    assert keys == {ledger.expiry_key(lot), f"{ledger.expiry_key(lot)}:again:{reversal_id}"}
     verify(world)
