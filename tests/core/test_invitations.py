@@ -16,7 +16,7 @@ from core.invitations import Invitation
 from core.mail import OutboxMessage
 from core.models import AuditEntry, Role, User
 from core.timeutil import utcnow
-from tests.conftest import PASSWORD, csrf_token_from, post_form, sign_in
+from tests.conftest import PASSWORD, MadeUser, csrf_token_from, post_form, sign_in
 
 NEW_PERSON = {
     "email": "New.Helper@Example.org",
@@ -209,7 +209,7 @@ def test_registering_through_the_api_makes_an_invited_colleague_partner_staff(ap
     assert registered.get_json()["roles"] == ["partner_staff", "resident"]
     user = person(app, "new.helper@example.org")
     assert is_staff(app, user.id, groups.partner_id)
-    token = api.token(type("Made", (), {"email": "new.helper@example.org", "password": PASSWORD})())
+    token = api.token(MadeUser(user.id, user.email, PASSWORD, user.display_name))
     assert api.get(f"/api/v1/partners/{groups.partner_id}", token).status_code == 200
     listed = api.get(
         f"/api/v1/invitations?kind=partner_staff&target_id={groups.partner_id}", staff_token
@@ -367,7 +367,7 @@ def test_an_expired_invitation_is_not_accepted(app, api, groups):
     assert invitation.status == "expired"
     response = api.post(
         "/api/v1/invitations/accept",
-        api.token(type("Made", (), {"email": user.email, "password": PASSWORD})()),
+        api.token(MadeUser(user.id, user.email, PASSWORD, user.display_name)),
         json={"token": token},
     )
     assert response.status_code == 410
