@@ -374,6 +374,7 @@ def run_reports(app, repeat: int) -> dict[str, list[float]]:
             ("by category", lambda: queries.by_category(year)),
             ("by ward", lambda: queries.by_ward(year)),
             ("by partner", lambda: queries.by_partner(year)),
+            ("dashboard, all tables", lambda: queries.dashboard(year)),
             ("organisation report", lambda: queries.organisation_report(7, year)),
             ("partner report", lambda: queries.partner_report(7, year)),
         ]:
