@@ -10,7 +10,7 @@ from core import accounts, invitations
 from core.apiframework import Api, ApiBlueprint, RequestSchema, bearer_doc
 from core.errors import ForbiddenError, InvalidRequest
 from core.extensions import csrf, db, limiter
-from core.models import Role, User
+from core.models import ApiToken, Role, User
 from core.security import api_auth
 from core.signin_limits import account_limit, account_limit_key, failed_attempt, ip_limit
 
@@ -89,7 +89,7 @@ class TokenResource(MethodView):
     @api_auth()
     def delete(self):
         """Revoke the token this request is made with."""
-        accounts.revoke_api_token(g.api_token)
+        accounts.revoke_api_token(db.session.get(ApiToken, g.api_token_id))
         db.session.commit()
         return ""
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint, event
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.extensions import db
@@ -78,7 +78,15 @@ class User(db.Model):
 
     @property
     def roles(self) -> set[Role]:
+        cached = self.__dict__.get("_roles")
+        if cached is not None:
+            return cached
         return {Role(m.role) for m in self.memberships}
+
+    def cache_roles(self, roles) -> None:
+        """Roles read with the user (the bearer lookup), so ``memberships`` need not load;
+        forgotten as soon as a membership is added or removed."""
+        self.__dict__["_roles"] = {Role(role) for role in roles if role}
 
     def has_role(self, *roles: Role) -> bool:
         return bool(self.roles.intersection(roles))
@@ -192,3 +200,10 @@ class SchemeSetting(db.Model):
     #: When it was last changed, and by whom.
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+
+@event.listens_for(User.memberships, "append")
+@event.listens_for(User.memberships, "remove")
+@event.listens_for(User.memberships, "bulk_replace")
+def _forget_cached_roles(user, *_args, **_kwargs):
+    user.__dict__.pop("_roles", None)

@@ -8,11 +8,12 @@ from functools import wraps
 
 from flask import abort, g, request
 from flask_login import current_user, login_required
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm.util import identity_key
 
 from core.errors import AuthenticationError, ForbiddenError
 from core.extensions import db
-from core.models import ApiToken, Role, User
+from core.models import ApiToken, Role, RoleMembership, User
 from core.timeutil import utcnow
 
 
@@ -55,24 +56,52 @@ def bearer_user():
             "Send a bearer token: Authorization: Bearer <token> (POST /api/v1/auth/token).",
             code="unauthenticated",
         )
-    # One round trip: the token, its user and the user's roles together.
+    # One round trip: the token's state, its user and the user's roles (as one string),
+    # read as plain columns; the user object is made from them without the ORM's loading.
     row = (
-        db.session.execute(
-            db.select(ApiToken)
-            .options(joinedload(ApiToken.user).joinedload(User.memberships))
-            .where(ApiToken.token_digest == token_digest(token.strip()))
-        )
-        .unique()
-        .scalar_one_or_none()
+        db.session.connection()
+        .execute(BEARER_QUERY, {"digest": token_digest(token.strip())})
+        .first()
     )
     if row is None or row.revoked_at is not None:
         raise AuthenticationError("This token is not valid. Ask for a new one.", "invalid_token")
     if row.expires_at <= utcnow():
         raise AuthenticationError("This token has expired. Ask for a new one.", "token_expired")
-    if not row.user.is_active:
+    if row.suspended_at is not None:
         raise AuthenticationError("This account is suspended.", "account_suspended")
-    g.api_token = row
-    return row.user
+    g.api_token_id = row.token_id
+    return known_user(row, (row.roles or "").split(","))
+
+
+USERS = User.__table__
+#: The bearer lookup, built once (hot path: every API request).
+BEARER_QUERY = (
+    db.select(
+        *USERS.c,
+        ApiToken.__table__.c.id.label("token_id"),
+        ApiToken.__table__.c.expires_at,
+        ApiToken.__table__.c.revoked_at,
+        db.select(db.func.aggregate_strings(RoleMembership.__table__.c.role, ","))
+        .where(RoleMembership.__table__.c.user_id == USERS.c.id)
+        .scalar_subquery()
+        .label("roles"),
+    )
+    .select_from(ApiToken.__table__.join(USERS, USERS.c.id == ApiToken.__table__.c.user_id))
+    .where(ApiToken.__table__.c.token_digest == db.bindparam("digest"))
+)
+
+
+def known_user(row, roles) -> User:
+    """The session's ``User`` for a row of ``users`` columns, made without a query: the one
+    the session holds already, or a new object attached to it as loaded. ``roles`` stand in
+    for its memberships until those are loaded or changed."""
+    user = db.session.identity_map.get(identity_key(User, row.id))
+    if user is None:
+        user = User(**{column.key: getattr(row, column.key) for column in USERS.c})
+        make_transient_to_detached(user)
+        db.session.add(user)
+    user.cache_roles(roles)
+    return user
 
 
 def authorise(roles: tuple[Role, ...]):
