@@ -218,7 +218,7 @@ def one_pass(period, months: list[str], *, breakdowns: bool = True, tries: int =
     if not breakdowns:
         people["activities_active"] = int(row["activities_active"])
         return found
-    counts = [int(n) for n in row["bit_counts"]]
+    counts = [int(n or 0) for n in row["bit_counts"]]  # no rows: NULL sums
     month_volunteers = counts[: len(months)]
     category_volunteers = dict(
         zip(categories, counts[len(months) : len(months) + len(categories)], strict=True)
