@@ -1151,27 +1151,17 @@ _SET_BY_ID: dict[tuple, object] = {}
 
 
 def _set_values(connection, table, column: str, values: dict[int, int]) -> None:
-    """Set ``column`` of each row id in ``values``: hot path, so the cheapest form per database.
-
-    PostgreSQL: one UPDATE ... CASE (an executemany would cost a round trip per row).
-    SQLite, in process: a statement built once, run for each row.
-    """
-    if connection.dialect.name == "sqlite":
-        key = (table.name, column)
-        if key not in _SET_BY_ID:
-            _SET_BY_ID[key] = (
-                update(table)
-                .where(table.c.id == bindparam("row_id"))
-                .values({column: bindparam("new_value")})
-            )
-        rows = [{"row_id": row_id, "new_value": value} for row_id, value in values.items()]
-        connection.execute(_SET_BY_ID[key], rows)
-        return
-    connection.execute(
-        update(table)
-        .where(table.c.id.in_(list(values)))
-        .values({column: case(values, value=table.c.id)})
-    )
+    """Set ``column`` of each row id in ``values``: hot path, so a statement built once per
+    table and column, run for each row (psycopg pipelines an executemany: one round trip)."""
+    key = (table.name, column)
+    if key not in _SET_BY_ID:
+        _SET_BY_ID[key] = (
+            update(table)
+            .where(table.c.id == bindparam("row_id"))
+            .values({column: bindparam("new_value")})
+        )
+    rows = [{"row_id": row_id, "new_value": value} for row_id, value in values.items()]
+    connection.execute(_SET_BY_ID[key], rows[0] if len(rows) == 1 else rows)
 
 
 #: An account only credited, updated atomically at the end of a posting (built once).
