@@ -119,18 +119,9 @@ per_resident AS MATERIALIZED (
 ),
 flagged AS MATERIALIZED (
     SELECT pr.resident_id, pr.minutes, {kept},
-        CASE WHEN EXISTS (
-            SELECT 1 FROM attendances att
-            WHERE att.resident_id = pr.resident_id AND att.checked_in_at < :start
-        ) THEN 0 ELSE 1 END AS first
+        {first} AS first
     FROM per_resident pr
-),
-yr AS MATERIALIZED (
-    SELECT r.resident_id, r.partner_id, {redemption_month} AS pm, r.credits,
-        r.credits * r.settlement_rate_pence AS pence
-    FROM redemptions r
-    WHERE r.status = :completed AND r.created_at >= :start AND r.created_at < :end
-)
+){spending_cte}
 SELECT
     (SELECT coalesce(sum(minutes), 0) FROM flagged) AS minutes,
     (SELECT count(*) FROM flagged) AS volunteers,
@@ -139,18 +130,38 @@ SELECT
      WHERE u.created_at >= :start AND u.created_at < :end
        AND EXISTS (SELECT 1 FROM flagged f WHERE f.resident_id = u.id AND f.first = 1)
     ) AS new,
-    (SELECT count(DISTINCT resident_id) FROM yr
+    {spending_columns}{breakdowns}
+"""
+
+#: Whether a volunteer gave time before the period (1: this is their first time).
+FIRST_TIME = """CASE WHEN EXISTS (
+            SELECT 1 FROM attendances att
+            WHERE att.resident_id = pr.resident_id AND att.checked_in_at < :start
+        ) THEN 0 ELSE 1 END"""
+
+#: The period's redemptions, read once (left out when only volunteering is asked for).
+SPENDING_CTE = """,
+yr AS MATERIALIZED (
+    SELECT r.resident_id, r.partner_id, {redemption_month} AS pm, r.credits,
+        r.credits * r.settlement_rate_pence AS pence
+    FROM redemptions r
+    WHERE r.status = :completed AND r.created_at >= :start AND r.created_at < :end
+)"""
+SPENDING_COLUMNS = """(SELECT count(DISTINCT resident_id) FROM yr
      WHERE NOT EXISTS (SELECT 1 FROM per_resident pr WHERE pr.resident_id = yr.resident_id)
     ) AS spenders_only,
     (SELECT json_agg(json_build_array(partner_id, pm, redemptions, credits, pence))
      FROM (SELECT partner_id, pm, count(*) AS redemptions, sum(credits) AS credits,
                   sum(pence) AS pence
-           FROM yr GROUP BY partner_id, pm) q) AS spending{breakdowns}
-"""
+           FROM yr GROUP BY partner_id, pm) q) AS spending"""
+NO_SPENDING_COLUMNS = "0 AS spenders_only, NULL AS spending"
 
 
-def statement(bits: int, *, breakdowns: bool) -> str:
-    """The statement for ``bits`` bits (months, categories and wards), in bigint words."""
+def statement(bits: int, *, breakdowns: bool, volunteering_only: bool = False) -> str:
+    """The statement for ``bits`` bits (months, categories and wards), in bigint words.
+
+    ``volunteering_only``: without the redemptions and without the first-time look-ups
+    (the month and category tables need neither)."""
     words = max(1, -(-bits // WORD))
     counts = ", ".join(f"sum((w{p // WORD} >> {p % WORD}) & 1)" for p in range(bits))
     return STATEMENT.format(
@@ -158,7 +169,11 @@ def statement(bits: int, *, breakdowns: bool) -> str:
             f"{word_expression(['p.pm', 'a.pc', 'a.pw'], k)} AS w{k}" for k in range(words)
         ),
         session_month=month_index("s.starts_at"),
-        redemption_month=month_index("r.created_at"),
+        first="0" if volunteering_only else FIRST_TIME,
+        spending_cte=""
+        if volunteering_only
+        else SPENDING_CTE.format(redemption_month=month_index("r.created_at")),
+        spending_columns=NO_SPENDING_COLUMNS if volunteering_only else SPENDING_COLUMNS,
         carried=", ".join(f"ses.w{k}" for k in range(words)),
         folded=", ".join(f"bit_or(w{k}) AS w{k}" for k in range(words)),
         kept=", ".join(f"pr.w{k}" for k in range(words)),
@@ -170,8 +185,19 @@ def distinct_values(column) -> list[str]:
     return list(db.session.execute(select(column).distinct()).scalars())
 
 
-def one_pass(period, months: list[str], *, breakdowns: bool = True, tries: int = 3) -> OnePass:
+def one_pass(
+    period,
+    months: list[str],
+    *,
+    breakdowns: bool = True,
+    volunteering_only: bool = False,
+    tries: int = 3,
+) -> OnePass:
     """Everything above for ``period`` (``months``: its ``YYYY-MM``, in order).
+
+    ``volunteering_only`` leaves out what the month and category tables do not show: the
+    redemptions (``spending`` comes back empty, active residents are volunteers only) and
+    which volunteers are new (``first_time_volunteers`` and ``new_volunteers`` are 0).
 
     The categories and wards are read just before the statement; should an activity with a
     new one be added in between, its bit would be missing, so the whole is read again.
@@ -179,7 +205,8 @@ def one_pass(period, months: list[str], *, breakdowns: bool = True, tries: int =
     categories = distinct_values(Activity.category) if breakdowns else []
     wards = distinct_values(Activity.ward) if breakdowns else []
     bits = len(months) + len(categories) + len(wards) if breakdowns else 0
-    query = text(statement(bits, breakdowns=breakdowns)).bindparams(
+    sql = statement(bits, breakdowns=breakdowns, volunteering_only=volunteering_only)
+    query = text(sql).bindparams(
         bindparam("categories", type_=ARRAY(String)),
         bindparam("wards", type_=ARRAY(String)),
     )
@@ -228,7 +255,13 @@ def one_pass(period, months: list[str], *, breakdowns: bool = True, tries: int =
     if tries > 1 and any(
         a[1] not in category_volunteers or a[2] not in ward_volunteers for a in activities
     ):
-        return one_pass(period, months, breakdowns=breakdowns, tries=tries - 1)
+        return one_pass(
+            period,
+            months,
+            breakdowns=breakdowns,
+            volunteering_only=volunteering_only,
+            tries=tries - 1,
+        )
     people["activities_active"] = len({a[0] for a in activities})
     month_minutes: dict[int, int] = {}
     for _activity, _category, _ward, pm, minutes, _credits in activities:

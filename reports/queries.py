@@ -443,13 +443,18 @@ def volunteering_by(period: Period, field: str) -> dict[str, tuple[int, int, int
     }
 
 
-def read_period(period: Period, *, breakdowns: bool = True) -> OnePass:
+def read_period(
+    period: Period, *, breakdowns: bool = True, volunteering_only: bool = False
+) -> OnePass:
     """The period's volunteering and spending figures, read once for the summary and tables.
 
-    On PostgreSQL one statement (reports.onepass); elsewhere (SQLite) one query per piece.
+    On PostgreSQL one statement (reports.onepass; ``volunteering_only`` leaves out what the
+    month and category tables do not show); elsewhere (SQLite) one query per piece.
     """
     if on_postgres():
-        return one_pass(period, months_in(period), breakdowns=breakdowns)
+        return one_pass(
+            period, months_in(period), breakdowns=breakdowns, volunteering_only=volunteering_only
+        )
     figures = volunteering_figures(period)
     found = OnePass(figures, {}, {}, {}, spending_rows(period))
     if breakdowns:
@@ -617,7 +622,7 @@ def by_month(period: Period) -> list[dict]:
     """Hours, volunteers, credits earned, spent and expired, and money paid to partners
     (settlements paid that month) by month."""
     tune_for_reports()
-    found = read_period(period)
+    found = read_period(period, volunteering_only=True)
     return months_table(period, found, ledger_by_month(period), paid_rows(period))
 
 
@@ -643,7 +648,7 @@ def activity_table(field: str, found: dict) -> list[dict]:
 
 def by_category(period: Period) -> list[dict]:
     tune_for_reports()
-    return activity_table("category", read_period(period).categories)
+    return activity_table("category", read_period(period, volunteering_only=True).categories)
 
 
 def wards_table(found: OnePass, paid, partners: list[tuple[int, str, str]]) -> list[dict]:
