@@ -187,13 +187,14 @@ class InvitationResource(MethodView):
 class AcceptInvitationResource(MethodView):
     @invitations_blp.arguments(AcceptInvitationSchema)
     @invitations_blp.response(200, InvitationSchema)
+    @invitations_blp.alt_response(403, description="invitation_for_another_address")
     @invitations_blp.alt_response(404, description="invitation_invalid")
     @invitations_blp.alt_response(409, description="invitation_accepted")
     @invitations_blp.alt_response(410, description="invitation_expired, invitation_revoked")
     @invitations_blp.doc(**bearer_doc("any user"))
     @api_auth()
     def post(self, body):
-        """Accept an invitation with the token of its emailed link (for another address)."""
+        """Accept an invitation with the token of its emailed link (only its own address)."""
         invitation = invitations.invitation_from_token(body["token"])
         invitations.accept(invitation, g.api_user)
         db.session.commit()

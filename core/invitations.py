@@ -318,9 +318,18 @@ def pending_invitations(kind_name: str, target_id: int) -> list[Invitation]:
 def accept(invitation: Invitation, user: User) -> Invitation:
     """``user`` accepts the invitation: they become a member of its target.
 
+    Only the invited address may accept (``invitation_for_another_address``, 403).
     ``invitation_expired`` (410), ``invitation_revoked`` (410) or ``invitation_accepted``
     (409) when it can no longer be accepted; accepting twice as the same person is a no-op.
     """
+    if (user.email or "").strip().lower() != invitation.email:
+        # A forwarded or leaked link must not make a stranger an organiser or till staff.
+        raise InvitationError(
+            f"This invitation was sent to {invitation.email}. Sign in with that address to "
+            f"accept it, or ask for an invitation to {user.email}.",
+            "invitation_for_another_address",
+            403,
+        )
     now = utcnow()
     taken = db.session.execute(
         update(Invitation)
@@ -356,7 +365,6 @@ def accept(invitation: Invitation, user: User) -> Invitation:
             "kind": invitation.kind,
             "target_id": invitation.target_id,
             "user_id": user.id,
-            "same_email": invitation.email == user.email,
         },
     )
     db.session.flush()

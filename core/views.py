@@ -101,7 +101,7 @@ def register():
             flash("Your account has been created. Welcome!", "success")
             flash_accepted(accepted)
             if invitation is not None and not accepted:
-                # Registered with another address: they can still accept with the link.
+                # Registered with another address: the link's page says who can accept it.
                 return redirect(
                     url_for("core.invitation", invitation_token=request.args["invitation"])
                 )
