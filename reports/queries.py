@@ -39,10 +39,13 @@ from those.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
+from flask import current_app
 from sqlalchemy import (
     Date,
     String,
@@ -464,6 +467,35 @@ def read_period(
     return found
 
 
+#: Threads that read a period's figures on a connection of their own (PostgreSQL).
+_ALONGSIDE = ThreadPoolExecutor(max_workers=4, thread_name_prefix="reports")
+
+
+def read_period_alongside(period: Period, **options) -> Callable[[], OnePass]:
+    """Start ``read_period`` and return a function that waits for its answer.
+
+    On PostgreSQL the statement runs in another thread, on a connection of its own, so the
+    caller's other queries (the ledger's months, payments) run meanwhile on the server's
+    other core; each statement already reads its own snapshot, so nothing changes about
+    consistency. Elsewhere (SQLite) it simply runs first.
+    """
+    if not on_postgres():
+        found = read_period(period, **options)
+        return lambda: found
+    app = current_app._get_current_object()
+
+    def work() -> OnePass:
+        with app.app_context():
+            try:
+                tune_for_reports()
+                return read_period(period, **options)
+            finally:
+                db.session.rollback()
+                db.session.remove()
+
+    return _ALONGSIDE.submit(work).result
+
+
 def ledger_by_month(period: Period) -> dict[str, dict[str, int]]:
     """``YYYY-MM`` -> kind -> net credits moved (the rollup, then the live ledger)."""
     ledger: dict[str, dict[str, int]] = {}
@@ -580,8 +612,9 @@ def summary_of(period: Period, found: OnePass, ledger_months: dict[str, dict[str
 def summary(period: Period) -> Summary:
     """Every headline figure for ``period``."""
     tune_for_reports()
-    found = read_period(period, breakdowns=False)
-    return summary_of(period, found, ledger_by_month(period))
+    found = read_period_alongside(period, breakdowns=False)
+    ledger_months = ledger_by_month(period)
+    return summary_of(period, found(), ledger_months)
 
 
 # --- breakdowns -------------------------------------------------------------------------
@@ -622,8 +655,9 @@ def by_month(period: Period) -> list[dict]:
     """Hours, volunteers, credits earned, spent and expired, and money paid to partners
     (settlements paid that month) by month."""
     tune_for_reports()
-    found = read_period(period, volunteering_only=True)
-    return months_table(period, found, ledger_by_month(period), paid_rows(period))
+    reading = read_period_alongside(period, volunteering_only=True)
+    ledger_months, paid = ledger_by_month(period), paid_rows(period)
+    return months_table(period, reading(), ledger_months, paid)
 
 
 def activity_table(field: str, found: dict) -> list[dict]:
@@ -685,8 +719,9 @@ def involved_partners(found: OnePass, paid) -> list[tuple[int, str, str]]:
 
 def by_ward(period: Period) -> list[dict]:
     tune_for_reports()
-    found = read_period(period)
+    reading = read_period_alongside(period)
     paid = paid_rows(period)
+    found = reading()
     return wards_table(found, paid, involved_partners(found, paid))
 
 
@@ -728,9 +763,10 @@ def by_partner(period: Period) -> list[dict]:
 def dashboard(period: Period) -> dict:
     """The summary and every table of the council's dashboard, reading each source once."""
     tune_for_reports()
-    found = read_period(period)
+    reading = read_period_alongside(period)
     ledger_months = ledger_by_month(period)
     paid = paid_rows(period)
+    found = reading()
     partners = involved_partners(found, paid)
     return {
         "summary": summary_of(period, found, ledger_months),
