@@ -154,14 +154,54 @@ SPENDING_COLUMNS = """(SELECT count(DISTINCT resident_id) FROM yr
      FROM (SELECT partner_id, pm, count(*) AS redemptions, sum(credits) AS credits,
                   sum(pence) AS pence
            FROM yr GROUP BY partner_id, pm) q) AS spending"""
-NO_SPENDING_COLUMNS = "0 AS spenders_only, NULL AS spending"
+NO_SPENDING_COLUMNS = """0 AS spenders_only, NULL AS spending,
+    (SELECT array_agg(resident_id) FROM per_resident) AS volunteer_ids"""
+
+#: The period's redemptions on their own: who spent, and by partner and month. Run beside
+#: the volunteering statement (another connection, the server's other core).
+SPENDING_STATEMENT = """
+WITH yr AS MATERIALIZED (
+    SELECT r.resident_id, r.partner_id, {redemption_month} AS pm, r.credits,
+        r.credits * r.settlement_rate_pence AS pence
+    FROM redemptions r
+    WHERE r.status = :completed AND r.created_at >= :start AND r.created_at < :end
+)
+SELECT
+    (SELECT array_agg(DISTINCT resident_id) FROM yr) AS spender_ids,
+    (SELECT json_agg(json_build_array(partner_id, pm, redemptions, credits, pence))
+     FROM (SELECT partner_id, pm, count(*) AS redemptions, sum(credits) AS credits,
+                  sum(pence) AS pence
+           FROM yr GROUP BY partner_id, pm) q) AS spending
+"""
 
 
-def statement(bits: int, *, breakdowns: bool, volunteering_only: bool = False) -> str:
+def spending_pass(period) -> tuple[set[int], list]:
+    """``SPENDING_STATEMENT`` for ``period``: (the residents who spent, the raw rows)."""
+    first = period.first_day
+    row = (
+        db.session.execute(
+            text(SPENDING_STATEMENT.format(redemption_month=month_index("r.created_at"))),
+            {
+                "start": period.start,
+                "end": period.end,
+                "base": first.year * 12 + first.month,
+                "completed": RedemptionStatus.COMPLETED.value,
+            },
+        )
+        .mappings()
+        .one()
+    )
+    return set(row["spender_ids"] or ()), row["spending"] or []
+
+
+def statement(
+    bits: int, *, breakdowns: bool, first_time: bool = True, spending: bool = True
+) -> str:
     """The statement for ``bits`` bits (months, categories and wards), in bigint words.
 
-    ``volunteering_only``: without the redemptions and without the first-time look-ups
-    (the month and category tables need neither)."""
+    Without ``first_time``, no look-ups of who volunteered before the period; without
+    ``spending``, no redemptions: the volunteers' ids come back instead, for
+    ``SPENDING_STATEMENT``'s answer to be joined to (see ``one_pass``)."""
     words = max(1, -(-bits // WORD))
     counts = ", ".join(f"sum((w{p // WORD} >> {p % WORD}) & 1)" for p in range(bits))
     return STATEMENT.format(
@@ -169,11 +209,11 @@ def statement(bits: int, *, breakdowns: bool, volunteering_only: bool = False) -
             f"{word_expression(['p.pm', 'a.pc', 'a.pw'], k)} AS w{k}" for k in range(words)
         ),
         session_month=month_index("s.starts_at"),
-        first="0" if volunteering_only else FIRST_TIME,
-        spending_cte=""
-        if volunteering_only
-        else SPENDING_CTE.format(redemption_month=month_index("r.created_at")),
-        spending_columns=NO_SPENDING_COLUMNS if volunteering_only else SPENDING_COLUMNS,
+        first=FIRST_TIME if first_time else "0",
+        spending_cte=SPENDING_CTE.format(redemption_month=month_index("r.created_at"))
+        if spending
+        else "",
+        spending_columns=SPENDING_COLUMNS if spending else NO_SPENDING_COLUMNS,
         carried=", ".join(f"ses.w{k}" for k in range(words)),
         folded=", ".join(f"bit_or(w{k}) AS w{k}" for k in range(words)),
         kept=", ".join(f"pr.w{k}" for k in range(words)),
@@ -191,6 +231,7 @@ def one_pass(
     *,
     breakdowns: bool = True,
     volunteering_only: bool = False,
+    alongside=None,
     tries: int = 3,
 ) -> OnePass:
     """Everything above for ``period`` (``months``: its ``YYYY-MM``, in order).
@@ -199,13 +240,24 @@ def one_pass(
     redemptions (``spending`` comes back empty, active residents are volunteers only) and
     which volunteers are new (``first_time_volunteers`` and ``new_volunteers`` are 0).
 
+    ``alongside(function, *args)`` (it returns a function that waits for the answer) runs
+    the redemptions' part on another connection while this one reads the volunteering; the
+    spenders who did not volunteer are then counted here from the two sets of ids.
+
     The categories and wards are read just before the statement; should an activity with a
     new one be added in between, its bit would be missing, so the whole is read again.
     """
+    split = alongside is not None and not volunteering_only
+    spent = alongside(spending_pass, period) if split else None
     categories = distinct_values(Activity.category) if breakdowns else []
     wards = distinct_values(Activity.ward) if breakdowns else []
     bits = len(months) + len(categories) + len(wards) if breakdowns else 0
-    sql = statement(bits, breakdowns=breakdowns, volunteering_only=volunteering_only)
+    sql = statement(
+        bits,
+        breakdowns=breakdowns,
+        first_time=not volunteering_only,
+        spending=not volunteering_only and not split,
+    )
     query = text(sql).bindparams(
         bindparam("categories", type_=ARRAY(String)),
         bindparam("wards", type_=ARRAY(String)),
@@ -229,17 +281,21 @@ def one_pass(
         .mappings()
         .one()
     )
+    spenders_only, raw_spending = int(row["spenders_only"]), row["spending"]
+    if split:
+        spender_ids, raw_spending = spent()
+        spenders_only = len(spender_ids.difference(row["volunteer_ids"] or ()))
     volunteers = int(row["volunteers"])
     people = {
         "minutes": int(row["minutes"]),
         "volunteers": volunteers,
         "first_time_volunteers": int(row["first"]),
         "new_volunteers": int(row["new"]),
-        "active_residents": volunteers + int(row["spenders_only"]),
+        "active_residents": volunteers + spenders_only,
     }
     spending = [
         (int(partner), months[int(pm)], int(count), int(credits), int(pence))
-        for partner, pm, count, credits, pence in row["spending"] or []
+        for partner, pm, count, credits, pence in raw_spending or []
     ]
     found = OnePass(people, {}, {}, {}, spending)
     if not breakdowns:
@@ -260,6 +316,7 @@ def one_pass(
             months,
             breakdowns=breakdowns,
             volunteering_only=volunteering_only,
+            alongside=alongside,
             tries=tries - 1,
         )
     people["activities_active"] = len({a[0] for a in activities})

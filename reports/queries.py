@@ -44,6 +44,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from typing import TypeVar
 
 from flask import current_app
 from sqlalchemy import (
@@ -456,7 +457,11 @@ def read_period(
     """
     if on_postgres():
         return one_pass(
-            period, months_in(period), breakdowns=breakdowns, volunteering_only=volunteering_only
+            period,
+            months_in(period),
+            breakdowns=breakdowns,
+            volunteering_only=volunteering_only,
+            alongside=alongside,
         )
     figures = volunteering_figures(period)
     found = OnePass(figures, {}, {}, {}, spending_rows(period))
@@ -467,33 +472,39 @@ def read_period(
     return found
 
 
+T = TypeVar("T")
 #: Threads that read a period's figures on a connection of their own (PostgreSQL).
 _ALONGSIDE = ThreadPoolExecutor(max_workers=4, thread_name_prefix="reports")
 
 
-def read_period_alongside(period: Period, **options) -> Callable[[], OnePass]:
-    """Start ``read_period`` and return a function that waits for its answer.
+def alongside(function: Callable[..., T], *args, **kwargs) -> Callable[[], T]:
+    """Start ``function(*args, **kwargs)`` and return a function that waits for its answer.
 
-    On PostgreSQL the statement runs in another thread, on a connection of its own, so the
-    caller's other queries (the ledger's months, payments) run meanwhile on the server's
-    other core; each statement already reads its own snapshot, so nothing changes about
-    consistency. Elsewhere (SQLite) it simply runs first.
+    On PostgreSQL it runs in another thread, on a connection of its own, so the caller's
+    other queries run meanwhile on the server's other core; each statement reads its own
+    snapshot anyway, so nothing changes about consistency. Elsewhere (SQLite) it simply
+    runs now.
     """
     if not on_postgres():
-        found = read_period(period, **options)
+        found = function(*args, **kwargs)
         return lambda: found
     app = current_app._get_current_object()
 
-    def work() -> OnePass:
+    def work() -> T:
         with app.app_context():
             try:
                 tune_for_reports()
-                return read_period(period, **options)
+                return function(*args, **kwargs)
             finally:
                 db.session.rollback()
                 db.session.remove()
 
     return _ALONGSIDE.submit(work).result
+
+
+def read_period_alongside(period: Period, **options) -> Callable[[], OnePass]:
+    """``read_period`` started ``alongside``: the caller reads the ledger meanwhile."""
+    return alongside(read_period, period, **options)
 
 
 def ledger_by_month(period: Period) -> dict[str, dict[str, int]]:
