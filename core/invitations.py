@@ -356,7 +356,17 @@ def accept(invitation: Invitation, user: User) -> Invitation:
             "invitation_expired",
             410,
         )
-    kind_of(invitation).add_member(invitation, user)
+    kind = kind_of(invitation)
+    kind.add_member(invitation, user)
+    inviter = invitation.invited_by
+    if inviter is not None and inviter.closed_at is None and inviter.id != user.id:
+        target = kind.target_name(invitation.target_id) or "the scheme"
+        queue_email(
+            inviter.email,
+            f"{user.display_name} accepted your invitation",
+            f"{user.display_name} ({invitation.email}) accepted your invitation and is now "
+            f"{kind.becomes.format(target=target)} on Civic Credits.",
+        )
     record(
         user,
         "invitation.accepted",

@@ -184,6 +184,9 @@ def test_registering_on_the_web_with_an_invited_address_makes_them_an_organiser(
     actions = audit_actions(app)
     assert {"invitation.created", "invitation.accepted", "role.granted"} <= set(actions)
     assert actions.count("organisation.organiser_added") == 1
+    # The organiser who invited them is told.
+    told = [m for m in emails_to(app, groups.organiser.email) if "accepted" in m.subject]
+    assert len(told) == 1 and "is now an organiser of Roundhay Friends" in told[0].body
     # Their new organisation's page is theirs now, and it no longer lists them as invited.
     assert newcomer.get(path).status_code == 200
     assert "Invited, no account yet" not in organiser_client.get(path).get_data(as_text=True)
