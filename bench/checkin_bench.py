@@ -278,6 +278,21 @@ def median_round(rounds: list[dict]) -> dict:
     return sorted(rounds, key=lambda r: r["rps"])[len(rounds) // 2]
 
 
+def level_result(level: int, rounds: list, name: str, path: str) -> dict:
+    """One level's median rounds (reference, app), printed as a line; for the JSON file."""
+    ref = median_round([r[0] for r in rounds])
+    real = median_round([r[1] for r in rounds])
+    ratio = real["rps"] / ref["rps"]
+    print(
+        f"{level:>3} clients | reference {ref['rps']:>7.1f} req/s "
+        f"p50 {ref['p50_ms']:>6.1f} ms p99 {ref['p99_ms']:>6.1f} ms | "
+        f"{path} {real['rps']:>7.1f} req/s p50 {real['p50_ms']:>6.1f} ms "
+        f"p99 {real['p99_ms']:>6.1f} ms | {ratio:.0%} of reference",
+        flush=True,
+    )
+    return {"clients": level, "reference": ref, name: real, "ratio": ratio, "all": rounds}
+
+
 def run_target(world, key, clients: int, engine, args, check: bool = True):
     """One round at one level: the reference, then the app, on session ``key``."""
     code = world["codes"][key]
@@ -335,25 +350,7 @@ def main() -> None:
             rounds = [
                 run_target(world, (level, n), level, engine, args) for n in range(args.rounds)
             ]
-            ref = median_round([r[0] for r in rounds])
-            real = median_round([r[1] for r in rounds])
-            ratio = real["rps"] / ref["rps"]
-            results.append(
-                {
-                    "clients": level,
-                    "reference": ref,
-                    "checkins": real,
-                    "ratio": ratio,
-                    "all": rounds,
-                }
-            )
-            print(
-                f"{level:>3} clients | reference {ref['rps']:>7.1f} req/s "
-                f"p50 {ref['p50_ms']:>6.1f} ms p99 {ref['p99_ms']:>6.1f} ms | "
-                f"/api/v1/checkins {real['rps']:>7.1f} req/s p50 {real['p50_ms']:>6.1f} ms "
-                f"p99 {real['p99_ms']:>6.1f} ms | {ratio:.0%} of reference",
-                flush=True,
-            )
+            results.append(level_result(level, rounds, "checkins", "/api/v1/checkins"))
         engine.dispose()
     finally:
         for process in (app, reference):

@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.checkin_bench import (  # noqa: E402 - after the path is set
     database_urls,
-    median_round,
+    level_result,
     recreate_database,
     run_level,
     start_gunicorn,
@@ -251,25 +251,7 @@ def main() -> None:
             for _ in range(args.rounds):
                 rounds.append(run_round(world, batch, level, engine, args))
                 batch += 1
-            ref = median_round([r[0] for r in rounds])
-            real = median_round([r[1] for r in rounds])
-            ratio = real["rps"] / ref["rps"]
-            results.append(
-                {
-                    "clients": level,
-                    "reference": ref,
-                    "redemptions": real,
-                    "ratio": ratio,
-                    "all": rounds,
-                }
-            )
-            print(
-                f"{level:>3} clients | reference {ref['rps']:>7.1f} req/s "
-                f"p50 {ref['p50_ms']:>6.1f} ms p99 {ref['p99_ms']:>6.1f} ms | "
-                f"/api/v1/redemptions {real['rps']:>7.1f} req/s p50 {real['p50_ms']:>6.1f} ms "
-                f"p99 {real['p99_ms']:>6.1f} ms | {ratio:.0%} of reference",
-                flush=True,
-            )
+            results.append(level_result(level, rounds, "redemptions", "/api/v1/redemptions"))
         engine.dispose()
     finally:
         for process in (app, reference):
