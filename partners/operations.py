@@ -23,8 +23,8 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import func, or_, select, update
-from sqlalchemy.orm import selectinload
+from sqlalchemy import bindparam, func, insert, or_, select, update
+from sqlalchemy.orm import make_transient_to_detached, selectinload
 
 from core import accounts, invitations
 from core.audit import record
@@ -788,21 +788,34 @@ def claim_code(raw, now: datetime) -> ClaimedCode | None:
     code = normalise_code(raw)
     if len(code) != CODE_LENGTH or any(c not in CODE_ALPHABET for c in code):
         return None
-    name = select(User.display_name).where(User.id == RedemptionCode.resident_id)
-    claimed = db.session.execute(
-        update(RedemptionCode)
-        .where(
-            RedemptionCode.code_digest == code_digest(code),
-            RedemptionCode.used_at.is_(None),
-            RedemptionCode.expires_at > now,
-        )
-        .values(used_at=now)
-        .returning(RedemptionCode.id, RedemptionCode.resident_id, name.scalar_subquery())
-        .execution_options(synchronize_session=False)
-    ).first()
+    claimed = (
+        db.session.connection()
+        .execute(CLAIM_CODE, {"digest": code_digest(code), "now": now})
+        .first()
+    )
     if claimed is None:
         return None
     return ClaimedCode(claimed[0], claimed[1], first_word(claimed[2] or ""))
+
+
+_CODES, _USERS = RedemptionCode.__table__, User.__table__
+#: ``redeem``'s insert, its id returned (built once).
+INSERT_REDEMPTION = insert(Redemption.__table__).returning(Redemption.__table__.c.id)
+#: ``claim_code``'s statement, built once (hot path: every redemption).
+CLAIM_CODE = (
+    update(_CODES)
+    .where(
+        _CODES.c.code_digest == bindparam("digest"),
+        _CODES.c.used_at.is_(None),
+        _CODES.c.expires_at > bindparam("now"),
+    )
+    .values(used_at=bindparam("now"))
+    .returning(
+        _CODES.c.id,
+        _CODES.c.resident_id,
+        select(_USERS.c.display_name).where(_USERS.c.id == _CODES.c.resident_id).scalar_subquery(),
+    )
+)
 
 
 def code_used_error() -> RedemptionError:
@@ -849,15 +862,14 @@ def redeem(staff: User, *, code: str, offer_id: int, idempotency_key: str):
         raise RedemptionError(reason, code="offer_unavailable")
 
     description = f"{partner.name}: {offer.title}"
-    books = ledger()
-    account = books.partner_account(partner.account_key, partner.name)
-    transaction = books.spend(
+    transaction = ledger().spend(
         row.resident_id,
-        account.id,
+        partner.account_key,  # read with the wallet's lock: no round trip of its own
         offer.credit_cost,
         idempotency_key=ledger_key("redemption", partner.id, idempotency_key),
         description=description,
         actor_id=staff.id,
+        partner_name=partner.name,
     )
     # The wallet is locked now, so this resident's other redemptions wait: the count holds.
     reason = limit_refusal(offer, row.resident_id, now)
@@ -874,23 +886,31 @@ def redeem(staff: User, *, code: str, offer_id: int, idempotency_key: str):
             raise RedemptionError("This offer has sold out.", code="offer_unavailable")
         db.session.expire(offer, ["stock_remaining"])
 
-    redemption = Redemption(
-        partner_id=partner.id,
-        offer_id=offer.id,
-        resident_id=row.resident_id,
-        code_id=row.id,
-        staff_id=staff.id,
-        idempotency_key=idempotency_key,
-        credits=offer.credit_cost,
-        settlement_rate_pence=partner.settlement_rate_pence,
-        description=description,
-        transaction_id=transaction.id,
-        status=RedemptionStatus.COMPLETED.value,
-        created_at=now,
-    )
-    redemption.resident_first_name = row.first_name
+    values = {
+        "partner_id": partner.id,
+        "offer_id": offer.id,
+        "resident_id": row.resident_id,
+        "code_id": row.id,
+        "staff_id": staff.id,
+        "idempotency_key": idempotency_key,
+        "credits": offer.credit_cost,
+        "settlement_rate_pence": partner.settlement_rate_pence,
+        "description": description,
+        "transaction_id": transaction.id,
+        "status": RedemptionStatus.COMPLETED.value,
+        "created_at": now,
+        "cancelled_at": None,
+        "cancelled_by_id": None,
+        "cancel_reason": None,
+        "reversal_transaction_id": None,
+    }
+    # A Core insert (the key taken by another till raises IntegrityError here, as a flush
+    # would); the object is then attached to the session as loaded, without a read back.
+    redemption_id = db.session.connection().execute(INSERT_REDEMPTION, values).scalar_one()
+    redemption = Redemption(id=redemption_id, **values)
+    make_transient_to_detached(redemption)
     db.session.add(redemption)
-    db.session.flush()
+    redemption.resident_first_name = row.first_name
     return redemption, True
 
 

@@ -261,24 +261,35 @@ def earn(
 
 def spend(
     resident_id: int,
-    partner_account_id: int,
+    to_partner: int | str,
     amount: int,
     *,
     idempotency_key: str,
     description: str,
     actor_id: int | None = None,
+    partner_name: str | None = None,
 ) -> Transaction:
-    """Move ``amount`` from the resident's wallet to a partner, using lots that expire first."""
+    """Move ``amount`` from the resident's wallet to a partner, using lots that expire first.
+
+    ``to_partner`` is the partner's ledger account id, or its key (``partner:12``):
+    then it is read in the same round trip as the wallet's lock, and opened, named
+    ``partner_name``, on the partner's first redemption.
+    """
     _check_amount(amount)
     _check_key(idempotency_key)
-    request_hash = _fingerprint("spend", resident_id, partner_account_id, amount)
     wallet_key = f"user:{resident_id}"
     # Only the wallet is locked up front: the partner's row is updated last, so one
     # partner's redemptions for different residents do not wait for each other.
-    locked = _lock_accounts(keys={wallet_key: None}, later_ids=[partner_account_id])
-    partner = locked.get(partner_account_id)
+    if isinstance(to_partner, str):
+        key = to_partner
+        opener = lambda: partner_account(key, partner_name or key)  # noqa: E731
+        locked = _lock_accounts(keys={wallet_key: None}, later_keys={key: opener})
+    else:
+        locked = _lock_accounts(keys={wallet_key: None}, later_ids=[to_partner])
+    partner = locked.get(to_partner)
     if partner is None or partner.kind != AccountKind.PARTNER:
         raise InvalidRecipient("Credits can only be spent with a partner.")
+    request_hash = _fingerprint("spend", resident_id, partner.id, amount)
     wallet = locked.get(wallet_key)
     now = utcnow()
     posting = Posting(TransactionKind.SPEND, amount)
