@@ -121,6 +121,29 @@ class MeResource(MethodView):
         return data
 
 
+class InviteRequestSchema(RequestSchema):
+    """Invite someone by email to an organisation's organisers or a partner's staff."""
+
+    email = ma.fields.String(required=True, validate=ma.validate.Length(max=254))
+
+
+class InvitedMemberSchema(ma.Schema):
+    """The answer to an invitation by email: added at once, or invited (no account yet).
+    The feature's schema adds the id of what they joined."""
+
+    user_id = ma.fields.Integer(allow_none=True)
+    status = ma.fields.String(
+        required=True,
+        metadata={
+            "enum": ["added", "invited"],
+            "description": "invited: no account yet; a pending invitation was emailed",
+        },
+    )
+    invitation_id = ma.fields.Integer(
+        allow_none=True, metadata={"description": "The pending invitation (status invited)"}
+    )
+
+
 class InvitationSchema(ma.Schema):
     id = ma.fields.Integer(required=True)
     email = ma.fields.String(required=True)

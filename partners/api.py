@@ -11,6 +11,7 @@ from flask.views import MethodView
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from core.api import InvitedMemberSchema, InviteRequestSchema
 from core.apiframework import ApiBlueprint, PageArgsSchema, RequestSchema, bearer_doc, paginate
 from core.errors import ForbiddenError, NotFoundError
 from core.extensions import db, limiter
@@ -340,28 +341,13 @@ class PartnerRateResource(MethodView):
 # --- offers ---------------------------------------------------------------------------------
 
 
-class StaffInviteSchema(RequestSchema):
-    email = ma.fields.String(required=True, validate=ma.validate.Length(max=254))
-
-
-class StaffMemberSchema(ma.Schema):
+class StaffMemberSchema(InvitedMemberSchema):
     partner_id = ma.fields.Integer(required=True)
-    user_id = ma.fields.Integer(allow_none=True)
-    status = ma.fields.String(
-        required=True,
-        metadata={
-            "enum": ["added", "invited"],
-            "description": "invited: no account yet; a pending invitation was emailed",
-        },
-    )
-    invitation_id = ma.fields.Integer(
-        allow_none=True, metadata={"description": "The pending invitation (status invited)"}
-    )
 
 
 @partners_api.route("/partners/<int:partner_id>/staff")
 class PartnerStaffResource(MethodView):
-    @partners_api.arguments(StaffInviteSchema)
+    @partners_api.arguments(InviteRequestSchema)
     @partners_api.response(201, StaffMemberSchema)
     @partners_api.alt_response(
         202, schema=StaffMemberSchema, description="no account yet: invitation emailed"

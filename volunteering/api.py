@@ -10,6 +10,7 @@ from flask import g
 from flask.views import MethodView
 from sqlalchemy import select
 
+from core.api import InvitedMemberSchema, InviteRequestSchema
 from core.apiframework import ApiBlueprint, PageArgsSchema, RequestSchema, bearer_doc, paginate
 from core.errors import ForbiddenError
 from core.extensions import db
@@ -70,23 +71,8 @@ class VolunteeringStatusSchema(ma.Schema):
     status = ma.fields.String(required=True)
 
 
-class OrganiserInviteSchema(RequestSchema):
-    email = ma.fields.String(required=True, validate=ma.validate.Length(max=254))
-
-
-class OrganisationMemberSchema(ma.Schema):
+class OrganisationMemberSchema(InvitedMemberSchema):
     organisation_id = ma.fields.Integer(required=True)
-    user_id = ma.fields.Integer(allow_none=True)
-    status = ma.fields.String(
-        required=True,
-        metadata={
-            "enum": ["added", "invited"],
-            "description": "invited: no account yet; a pending invitation was emailed",
-        },
-    )
-    invitation_id = ma.fields.Integer(
-        allow_none=True, metadata={"description": "The pending invitation (status invited)"}
-    )
 
 
 class ActivitySchema(ma.Schema):
@@ -318,7 +304,7 @@ class OrganisationSuspend(MethodView):
 
 @volunteering_api.route("/organisations/<int:organisation_id>/organisers")
 class OrganisationOrganisers(MethodView):
-    @volunteering_api.arguments(OrganiserInviteSchema)
+    @volunteering_api.arguments(InviteRequestSchema)
     @volunteering_api.response(201, OrganisationMemberSchema)
     @volunteering_api.alt_response(
         202, schema=OrganisationMemberSchema, description="no account yet: invitation emailed"

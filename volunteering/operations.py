@@ -291,7 +291,7 @@ def add_invited_organiser(invitation: Invitation, user: User) -> None:
         )
     )
     db.session.flush()
-    inviter = db.session.get(User, invitation.invited_by_id) if invitation.invited_by_id else None
+    inviter = invitation.invited_by
     record(
         inviter,
         "organisation.organiser_added",
