@@ -11,6 +11,7 @@ from flask_login import current_user, login_required
 from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.util import identity_key
 
+from core.alone import execute_alone
 from core.errors import AuthenticationError, ForbiddenError
 from core.extensions import db
 from core.models import ApiToken, Role, RoleMembership, User
@@ -56,13 +57,11 @@ def bearer_user():
             "Send a bearer token: Authorization: Bearer <token> (POST /api/v1/auth/token).",
             code="unauthenticated",
         )
-    # One round trip: the token's state, its user and the user's roles (as one string),
-    # read as plain columns; the user object is made from them without the ORM's loading.
-    row = (
-        db.session.connection()
-        .execute(BEARER_QUERY, {"digest": token_digest(token.strip())})
-        .first()
-    )
+    # One round trip, outside any transaction (core.alone): the token's state, its user and
+    # the user's roles (as one string), read as plain columns; the user object is made from
+    # them without the ORM's loading.
+    rows = execute_alone(BEARER_QUERY, {"digest": token_digest(token.strip())})
+    row = rows[0] if rows else None
     if row is None or row.revoked_at is not None:
         raise AuthenticationError("This token is not valid. Ask for a new one.", "invalid_token")
     if row.expires_at <= utcnow():

@@ -34,6 +34,7 @@ from sqlalchemy import Integer, String, bindparam, func, or_, select
 from sqlalchemy.orm import joinedload
 
 from core import invitations
+from core.alone import execute_alone
 from core.audit import record
 from core.errors import ConflictError, DomainError, ForbiddenError, InvalidRequest, NotFoundError
 from core.extensions import db
@@ -688,20 +689,18 @@ def first_scan(
         "recorded_by_id": recorded_by_id,
         "created_at": utcnow(),
     }
-    # A Core statement built once per dialect and run on the session's connection: the
-    # hot path neither rebuilds the SQL expression nor goes through the ORM's bulk layer.
-    new_id = (
-        db.session.connection()
-        .execute(
-            first_scan_statement(db.engine.dialect.name),
-            {
-                **{f"p_{name}": value for name, value in values.items()},
-                "p_latest_start": at + opens_before,
-                "p_earliest_end": at - grace,
-            },
-        )
-        .scalar_one_or_none()
+    # A Core statement built once per dialect; the hot path neither rebuilds the SQL
+    # expression nor goes through the ORM's bulk layer. Complete by itself, it commits on
+    # its own when the request has no transaction yet (core.alone): one round trip.
+    rows = execute_alone(
+        first_scan_statement(db.engine.dialect.name),
+        {
+            **{f"p_{name}": value for name, value in values.items()},
+            "p_latest_start": at + opens_before,
+            "p_earliest_end": at - grace,
+        },
     )
+    new_id = rows[0][0] if rows else None
     if new_id is None:
         return None
     # Not loaded back: the answer needs only what was just written.
