@@ -47,6 +47,10 @@ def default_config(instance_path: str) -> dict:
         "CELERY_BEAT_SCHEDULE_FILE": str(instance / "celerybeat-schedule"),
         "RATELIMIT_STORAGE_URI": "memory://",
         "DATABASE_POOL_PRE_PING": False,
+        # Connections each web process keeps open to PostgreSQL: at least its threads, so a
+        # busy process does not open and close a connection per request.
+        "DATABASE_POOL_SIZE": 10,
+        "DATABASE_MAX_OVERFLOW": 10,
         # Sign-in throttling: failed attempts per account and per client address.
         "SIGNIN_LIMIT_PER_ACCOUNT": "5 per 15 minutes",
         "SIGNIN_LIMIT_PER_IP": "30 per 15 minutes",
@@ -170,6 +174,8 @@ def finalise(app) -> None:
         engine_options = config["SQLALCHEMY_ENGINE_OPTIONS"]
         engine_options.setdefault("pool_pre_ping", bool(config.get("DATABASE_POOL_PRE_PING")))
         engine_options.setdefault("pool_recycle", 300)
+        engine_options.setdefault("pool_size", int(config["DATABASE_POOL_SIZE"]))
+        engine_options.setdefault("max_overflow", int(config["DATABASE_MAX_OVERFLOW"]))
     development = config["CIVIC_CREDITS_ENV"] == "development" or app.debug
     if config["SESSION_COOKIE_SECURE"] is None:
         config["SESSION_COOKIE_SECURE"] = not development

@@ -51,6 +51,19 @@ def test_environment_variables_override_defaults(monkeypatch, make_app):
     assert "Leeds Time Credits" in app.test_client().get("/").get_data(as_text=True)
 
 
+def test_postgresql_pool_keeps_a_connection_per_thread_and_can_be_sized(monkeypatch, make_app):
+    url = "postgresql://postgres@127.0.0.1:5432/not-connected-to"
+    options = make_app(DATABASE_URL=url).config["SQLALCHEMY_ENGINE_OPTIONS"]
+    assert (options["pool_size"], options["max_overflow"], options["pool_pre_ping"]) == (
+        10,
+        10,
+        False,
+    )
+    monkeypatch.setenv("CIVIC_CREDITS_DATABASE_POOL_SIZE", "24")
+    options = make_app(DATABASE_URL=url).config["SQLALCHEMY_ENGINE_OPTIONS"]
+    assert options["pool_size"] == 24
+
+
 def test_demo_loader_is_refused_in_production(tmp_path):
     url = f"sqlite:///{tmp_path / 'prod.sqlite'}"
     result = run_flask(
