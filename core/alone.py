@@ -73,6 +73,11 @@ def _prepared(statement, dialect) -> _Prepared:
     return prepared
 
 
+def alone_possible() -> bool:
+    """Would ``execute_alone`` run a statement on its own (committed by itself) now?"""
+    return db.engine.dialect.name == "postgresql" and not db.session.info.get(IN_TRANSACTION)
+
+
 def execute_alone(statement, params: dict) -> list:
     """Run ``statement`` and return its rows (named tuples).
 
@@ -82,9 +87,9 @@ def execute_alone(statement, params: dict) -> list:
     statements use is what the ORM would give). Otherwise it runs inside the session's
     transaction.
     """
-    engine = db.engine
-    if engine.dialect.name != "postgresql" or db.session.info.get(IN_TRANSACTION):
+    if not alone_possible():
         return db.session.connection().execute(statement, params).all()
+    engine = db.engine
     prepared = _prepared(statement, engine.dialect)
     connection = engine.raw_connection()
     try:

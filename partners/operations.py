@@ -23,16 +23,19 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import current_app
+from psycopg.errors import UniqueViolation
 from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import make_transient_to_detached, selectinload
 
 from core import accounts, invitations
+from core.alone import alone_possible, execute_alone
 from core.audit import record
 from core.errors import ConflictError, DomainError, ForbiddenError, InvalidRequest, NotFoundError
 from core.extensions import db
 from core.invitations import Invitation
 from core.models import Role, User
 from core.timeutil import utcnow
+from partners import redeem_at_once as redeem_sql
 from partners.models import (
     LimitPeriod,
     Offer,
@@ -840,6 +843,9 @@ def redeem(staff: User, *, code: str, offer_id: int, idempotency_key: str):
     the insert. Why a code was refused, and a repeated request, are looked up only when the
     claim fails.
     """
+    done = redeem_at_once(staff, code, offer_id, idempotency_key)
+    if done is not None:
+        return done, True
     offer = get_offer_for_till(staff, offer_id)
     partner = offer.partner
     now = utcnow()
@@ -912,6 +918,67 @@ def redeem(staff: User, *, code: str, offer_id: int, idempotency_key: str):
     db.session.add(redemption)
     redemption.resident_first_name = row.first_name
     return redemption, True
+
+
+def redeem_at_once(staff: User, code, offer_id, idempotency_key: str) -> Redemption | None:
+    """The usual redemption in one round trip (PostgreSQL, outside a transaction; see
+    ``partners.redeem_at_once``), or None when ``redeem`` must do it step by step."""
+    plain = normalise_code(code)
+    if (
+        not alone_possible()
+        or not isinstance(offer_id, int)
+        or isinstance(offer_id, bool)
+        or len(plain) != CODE_LENGTH
+        or any(c not in CODE_ALPHABET for c in plain)
+        or not staff.has_role(Role.PARTNER_STAFF)
+    ):
+        return None
+    now = utcnow()
+    local = now.astimezone(scheme_zone())
+    try:
+        rows = execute_alone(
+            redeem_sql.CALL,
+            {
+                "staff_id": staff.id,
+                "offer_id": offer_id,
+                "code_digest": code_digest(plain),
+                "till_key": idempotency_key,
+                "till_key_hash": hashlib.sha256(idempotency_key.encode()).hexdigest()[:40],
+                "now": now,
+                "local_date": local.date(),
+                "local_weekday": str(local.weekday()),
+                "local_time": local.time().replace(tzinfo=None),
+            },
+        )
+    except UniqueViolation:
+        # Another till took this key or code at the same instant: nothing was written.
+        return None
+    if not rows:
+        return None
+    done = rows[0]
+    values = {
+        "partner_id": done.partner_id,
+        "offer_id": offer_id,
+        "resident_id": done.resident_id,
+        "code_id": done.code_id,
+        "staff_id": staff.id,
+        "idempotency_key": idempotency_key,
+        "credits": done.credits,
+        "settlement_rate_pence": done.settlement_rate_pence,
+        "description": done.description,
+        "transaction_id": done.transaction_id,
+        "status": RedemptionStatus.COMPLETED.value,
+        "created_at": now,
+        "cancelled_at": None,
+        "cancelled_by_id": None,
+        "cancel_reason": None,
+        "reversal_transaction_id": None,
+    }
+    redemption = Redemption(id=done.redemption_id, **values)
+    make_transient_to_detached(redemption)
+    db.session.add(redemption)
+    redemption.resident_first_name = first_word(done.display_name or "")
+    return redemption
 
 
 def answer_again(staff: User, *, code: str, offer_id: int, idempotency_key: str) -> Redemption:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import text
 
 from core.extensions import db
 from tests.conftest import (
@@ -42,6 +43,18 @@ def schema_differences(make_app, database_url: str) -> list:
     return differences
 
 
+def database_functions(make_app, database_url: str) -> set:
+    app = make_app(DATABASE_URL=database_url)
+    with app.app_context():
+        with db.engine.connect() as conn:
+            names = conn.execute(
+                text("SELECT proname FROM pg_proc WHERE pronamespace = 'public'::regnamespace")
+            ).scalars()
+            found = set(names)
+        db.engine.dispose()
+    return found
+
+
 def test_migrations_build_the_models_schema_on_a_fresh_database(make_app, tmp_path):
     if ON_POSTGRES:
         name = f"civic_migrations_{worker_id()}_{os.getpid()}"
@@ -56,6 +69,12 @@ def test_migrations_build_the_models_schema_on_a_fresh_database(make_app, tmp_pa
             "models and migrations disagree; write a migration "
             f"(flask --app wsgi db migrate): {differences}"
         )
+        if ON_POSTGRES:
+            assert database_functions(make_app, url) >= {
+                "civic_redeem_at_once",
+                "ledger_check_transaction_balanced",
+                "ledger_refuse_change",
+            }
     finally:
         if ON_POSTGRES:
             drop_postgres_database(name)

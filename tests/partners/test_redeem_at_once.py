@@ -1,0 +1,197 @@
+"""The one-round-trip redemption (PostgreSQL) writes what ``redeem`` writes, step by step.
+
+Two residents with the same credits (two lots, the sooner-expiring one too small alone)
+redeem the same offer: one through ``civic_redeem_at_once``, one with it switched off. The
+rows each redemption wrote, named relative to its resident, must be the same; and the
+cases the function leaves to ``redeem`` must reach it.
+"""
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from core.extensions import db
+from core.models import Role
+from core.timeutil import utcnow
+from partners import operations
+from partners.models import Redemption, RedemptionCode
+from rewards.models import Account, CreditLot, Entry, LotMovement, Transaction
+
+
+@pytest.fixture
+def fast_calls(monkeypatch):
+    """What each ``redeem_at_once`` call answered (a redemption, or None for step by step)."""
+    calls = []
+    real = operations.redeem_at_once
+
+    def spy(*args, **kwargs):
+        calls.append(real(*args, **kwargs))
+        return calls[-1]
+
+    monkeypatch.setattr(operations, "redeem_at_once", spy)
+    return calls
+
+
+def redeem(api, token, code, offer_id, key):
+    return api.post(
+        "/api/v1/redemptions",
+        token,
+        json={"code": code, "offer_id": offer_id, "idempotency_key": key},
+    )
+
+
+def written_by(app, redemption_id: int) -> dict:
+    """Every row the redemption wrote, with ids and times named relative to it."""
+    with app.app_context():
+        redemption = db.session.get(Redemption, redemption_id)
+        wallet = db.session.execute(
+            select(Account).where(Account.key == f"user:{redemption.resident_id}")
+        ).scalar_one()
+        partner = db.session.execute(
+            select(Account).where(Account.key == f"partner:{redemption.partner_id}")
+        ).scalar_one()
+        lots = (
+            db.session.execute(
+                select(CreditLot)
+                .where(CreditLot.account_id == wallet.id)
+                .order_by(CreditLot.expires_at, CreditLot.id)
+            )
+            .scalars()
+            .all()
+        )
+        names = {wallet.id: "wallet", partner.id: "partner"}
+        lot_names = {lot.id: f"lot{n}" for n, lot in enumerate(lots)}
+        transaction = db.session.get(Transaction, redemption.transaction_id)
+        when = redemption.created_at
+        code = db.session.get(RedemptionCode, redemption.code_id)
+        entries = db.session.execute(
+            select(Entry).where(Entry.transaction_id == transaction.id).order_by(Entry.id)
+        ).scalars()
+        movements = db.session.execute(
+            select(LotMovement)
+            .where(LotMovement.transaction_id == transaction.id)
+            .order_by(LotMovement.id)
+        ).scalars()
+        written = {
+            "code": (code.resident_id == redemption.resident_id, code.used_at == when),
+            "transaction": {
+                "kind": transaction.kind,
+                "key": transaction.idempotency_key
+                == operations.ledger_key("redemption", redemption.partner_id, "till-key"),
+                "request_hash": transaction.request_hash
+                == operations.ledger()._fingerprint(
+                    "spend", redemption.resident_id, partner.id, redemption.credits
+                ),
+                "amount": transaction.amount,
+                "description": transaction.description,
+                "reason": transaction.reason,
+                "source": transaction.source,
+                "actor": transaction.actor_id == redemption.staff_id,
+                "reverses": transaction.reverses_id,
+                # redeem's spend reads the clock again: the same moment, give or take.
+                "at": abs(transaction.created_at - when) < timedelta(seconds=5),
+            },
+            "entries": [(names[e.account_id], e.amount, e.balance_after, e.memo) for e in entries],
+            "movements": [(lot_names[m.lot_id], m.amount) for m in movements],
+            "lots": [(lot.amount, lot.remaining) for lot in lots],
+            "balances": (wallet.balance, partner.balance),
+            "redemption": {
+                "offer_id": redemption.offer_id,
+                "credits": redemption.credits,
+                "rate": redemption.settlement_rate_pence,
+                "description": redemption.description,
+                "status": redemption.status,
+                "key": redemption.idempotency_key,
+                "cancelled": (redemption.cancelled_at, redemption.reversal_transaction_id),
+            },
+        }
+        db.session.remove()
+    return written
+
+
+def test_at_once_writes_exactly_what_redeem_writes(
+    app, api, make_partner, create_user, give_credits, new_code, fast_calls, postgres_required
+):
+    shop = make_partner("Tea Room", offers=(("Pot of tea", 4),))
+    soon, later = utcnow() + timedelta(days=3), utcnow() + timedelta(days=300)
+    residents = [create_user(Role.RESIDENT, name=f"Alex Resident{n}") for n in (1, 2, 3)]
+    for resident in residents:
+        give_credits(resident, 3, expires_at=soon)
+        give_credits(resident, 5, expires_at=later)
+    token = api.token(shop.staff)
+    # The partner's first redemption opens its ledger account: that one is step by step.
+    opening = redeem(api, token, new_code(residents[2]), shop.offer_id, "till-key-0")
+    assert opening.status_code == 201 and fast_calls[-1] is None
+
+    fast = redeem(api, token, new_code(residents[0]), shop.offer_id, "till-key")
+    assert fast.status_code == 201, fast.get_json()
+    assert fast_calls[-1] is not None  # done in one round trip
+    partner_after_fast = written_by(app, fast.get_json()["id"])["balances"][1]
+
+    operations_redeem_at_once = operations.redeem_at_once
+    operations.redeem_at_once = lambda *args, **kwargs: None
+    try:
+        slow = redeem(api, token, new_code(residents[1]), shop.offer_id, "till-key-2")
+    finally:
+        operations.redeem_at_once = operations_redeem_at_once
+    assert slow.status_code == 201, slow.get_json()
+
+    fast_rows = written_by(app, fast.get_json()["id"])
+    slow_rows = written_by(app, slow.get_json()["id"])
+    # The partner's balance moved on with the second redemption; the rest is the same.
+    assert fast_rows["entries"][1][2] == partner_after_fast == 8
+    assert slow_rows["entries"][1][2] == 12
+    fast_rows["entries"][1] = slow_rows["entries"][1] = None
+    fast_rows["balances"] = (fast_rows["balances"][0], None)
+    slow_rows["balances"] = (slow_rows["balances"][0], None)
+    slow_rows["transaction"]["key"] = fast_rows["transaction"]["key"]  # "till-key-2"
+    slow_rows["redemption"]["key"] = fast_rows["redemption"]["key"]
+    assert fast_rows == slow_rows
+    assert fast_rows["movements"] == [("lot0", -3), ("lot1", -1)]
+    assert fast_rows["lots"] == [(3, 0), (5, 4)]
+    assert fast_rows["entries"][0] == ("wallet", -4, 4, "at Tea Room: Tea Room: Pot of tea")
+    body = {k: v for k, v in fast.get_json().items() if k not in ("id", "transaction_id")}
+    other = {k: v for k, v in slow.get_json().items() if k not in ("id", "transaction_id")}
+    body.pop("created_at"), other.pop("created_at")
+    assert body == other
+
+
+def test_what_it_leaves_to_redeem_still_answers_as_before(
+    app, api, make_partner, create_user, give_credits, new_code, fast_calls, postgres_required
+):
+    """A stock, a replay, a used code and too few credits: step by step, same answers."""
+    shop = make_partner("Bakery", offers=(("Bun", 2, {"stock_total": 1}), ("Cake", 30)))
+    bun, cake = shop.offer_ids
+    resident = create_user(Role.RESIDENT, name="Jo Resident")
+    give_credits(resident, 10)
+    token = api.token(shop.staff)
+
+    code = new_code(resident)
+    first = redeem(api, token, code, bun, "k-1")
+    assert first.status_code == 201 and fast_calls[-1] is None  # a stock is counted by redeem
+    again = redeem(api, token, code, bun, "k-1")
+    assert again.status_code == 201 and again.get_json()["id"] == first.get_json()["id"]
+    assert redeem(api, token, code, bun, "k-2").get_json()["error"]["code"] == "code_used"
+    poor = redeem(api, token, new_code(resident), cake, "k-3")
+    assert poor.status_code == 422 and poor.get_json()["error"]["code"] == "insufficient_credits"
+    assert all(call is None for call in fast_calls)
+
+
+def test_a_key_used_before_is_answered_by_redeem(
+    app, api, shop, resident, new_code, fast_calls, postgres_required
+):
+    token = api.token(shop.staff)
+    assert redeem(api, token, new_code(resident), shop.offer_id, "opening").status_code == 201
+    first = redeem(api, token, new_code(resident), shop.offer_id, "same-key")
+    assert first.status_code == 201 and fast_calls[-1] is not None
+    # The same key with another code: the function's insert meets the key and is undone.
+    other = redeem(api, token, new_code(resident), shop.offer_id, "same-key")
+    assert other.status_code == 409
+    assert other.get_json()["error"]["code"] == "idempotency_conflict"
+    assert fast_calls[-1] is None
+    with app.app_context():
+        used = db.session.execute(
+            select(RedemptionCode).where(RedemptionCode.used_at.is_not(None))
+        ).scalars()
+        assert len(list(used)) == 2  # the third code was given back
