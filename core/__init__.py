@@ -35,8 +35,9 @@ def create_app(test_config: dict | None = None) -> Flask:
 
 def register_extensions(app: Flask) -> None:
     """Bind the extension singletons to ``app``."""
-    from core.extensions import csrf, db, limiter, login_manager, migrate
+    from core.extensions import CookieSessionInterface, csrf, db, limiter, login_manager, migrate
 
+    app.session_interface = CookieSessionInterface()
     db.init_app(app)
     migrate.init_app(app, db, directory=str(Path(app.root_path).parent / "migrations"))
     csrf.init_app(app)

@@ -1,16 +1,23 @@
-"""One statement on its own: outside the request's transaction when it has not begun yet.
+"""One statement on its own: committed by itself when the request's transaction has not begun.
 
 A PostgreSQL transaction costs two round trips of its own (``BEGIN`` and ``COMMIT``) on top
 of its statements. A request whose work is one statement that is complete by itself (the
-bearer-token lookup, a check-in's ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``) can run
-it in autocommit mode instead: one round trip, the same atomicity (a single statement is
-its own transaction), and what it wrote is committed when it answers.
+bearer-token lookup, a check-in's ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``, a
+till's redemption in ``partners.redeem_at_once``) can run it in autocommit mode instead:
+one round trip, the same atomicity (a single statement is its own transaction), and what
+it wrote is committed when it answers.
 
-That is only right while the request's session holds no database transaction: a statement
-run beside an open transaction would not see what the transaction wrote, could wait on its
-locks, and would not be undone with it. So when the session has begun one, or on SQLite
-(where a round trip costs nothing and the file allows one writer), the statement runs on
-the session's connection like any other.
+That is only right while nothing else of the request is under way in the database: a
+statement run beside an open transaction would not see what the transaction wrote, could
+wait on its locks, and would not be undone with it. So the statement runs alone only when
+the session's connection has not started a transaction at the server (psycopg sends
+``BEGIN`` with the first statement of one) and the session holds no unwritten changes;
+otherwise, and on SQLite (where a round trip costs nothing), it runs inside the session's
+transaction like any other statement.
+
+It runs on the session's own connection (one connection per request, however the
+request's statements run), through the driver, compiled once: for the plain column types
+these statements use, the driver's values are what SQLAlchemy would give.
 """
 
 from __future__ import annotations
@@ -19,23 +26,9 @@ import re
 from collections import namedtuple
 from dataclasses import dataclass, field
 
-from sqlalchemy import event
+from psycopg.pq import TransactionStatus
 
 from core.extensions import db
-
-#: ``session.info`` key set while the session has a database transaction in progress.
-IN_TRANSACTION = "civic_in_db_transaction"
-
-
-@event.listens_for(db.session, "after_begin")
-def _began(session, transaction, connection) -> None:
-    session.info[IN_TRANSACTION] = True
-
-
-@event.listens_for(db.session, "after_transaction_end")
-def _ended(session, transaction) -> None:
-    if transaction.parent is None:
-        session.info.pop(IN_TRANSACTION, None)
 
 
 @dataclass(frozen=True)
@@ -73,33 +66,33 @@ def _prepared(statement, dialect) -> _Prepared:
     return prepared
 
 
+def _idle_driver_connection():
+    """The session's psycopg connection when a statement may run on it alone, else None."""
+    if db.engine.dialect.name != "postgresql":
+        return None
+    session = db.session
+    if session.new or session.dirty or session.deleted:
+        return None
+    driver = session.connection().connection.driver_connection
+    return driver if driver.info.transaction_status == TransactionStatus.IDLE else None
+
+
 def alone_possible() -> bool:
     """Would ``execute_alone`` run a statement on its own (committed by itself) now?"""
-    return db.engine.dialect.name == "postgresql" and not db.session.info.get(IN_TRANSACTION)
+    return _idle_driver_connection() is not None
 
 
 def execute_alone(statement, params: dict) -> list:
-    """Run ``statement`` and return its rows (named tuples).
-
-    On PostgreSQL, while the session has no database transaction, the statement runs on a
-    pooled connection in autocommit mode through the driver itself (compiled once; its
-    columns come back as the driver reads them, which for the plain column types these
-    statements use is what the ORM would give). Otherwise it runs inside the session's
-    transaction.
-    """
-    if not alone_possible():
+    """Run ``statement`` and return its rows (named tuples): on its own, committed by
+    itself, when the request's transaction has not begun (PostgreSQL); else inside it."""
+    driver = _idle_driver_connection()
+    if driver is None:
         return db.session.connection().execute(statement, params).all()
-    engine = db.engine
-    prepared = _prepared(statement, engine.dialect)
-    connection = engine.raw_connection()
+    prepared = _prepared(statement, db.engine.dialect)
+    driver.autocommit = True
     try:
-        driver = connection.driver_connection
-        driver.autocommit = True
-        try:
-            with driver.cursor() as cursor:
-                cursor.execute(prepared.sql, {**prepared.defaults, **params})
-                return prepared.rows(cursor)
-        finally:
-            driver.autocommit = False
+        with driver.cursor() as cursor:
+            cursor.execute(prepared.sql, {**prepared.defaults, **params})
+            return prepared.rows(cursor)
     finally:
-        connection.close()
+        driver.autocommit = False

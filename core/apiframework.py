@@ -70,6 +70,13 @@ class ApiBlueprint(SmorestBlueprint):
 
     ARGUMENTS_PARSER = JsonErrorParser()
 
+    def arguments(self, schema, *args, **kwargs):
+        """As flask-smorest's, with a schema class made into an instance once, here, rather
+        than by webargs on every request (a schema keeps no state between loads)."""
+        if isinstance(schema, type):
+            schema = schema()
+        return super().arguments(schema, *args, **kwargs)
+
 
 class Api(SmorestApi):
     """flask-smorest's Api, leaving error handling to ``core.errors``."""

@@ -1,5 +1,6 @@
 """Unbound extension singletons, bound to the app in ``create_app``."""
 
+from flask.sessions import SecureCookieSessionInterface
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
@@ -22,6 +23,16 @@ class Base(DeclarativeBase):
             "pk": "pk_%(table_name)s",
         }
     )
+
+
+class CookieSessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, without making a signer for a request with no cookie
+    (every API call, and a first visit): an empty session needs nothing verified."""
+
+    def open_session(self, app, request):
+        if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
+            return self.session_class()
+        return super().open_session(app, request)
 
 
 db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
