@@ -60,7 +60,7 @@ def parse_args():
     parser.add_argument("--database", default="civic_bench_redemption")
     parser.add_argument("--clients", default="8,32,64", help="concurrency levels, comma-separated")
     parser.add_argument(
-        "--requests", type=int, default=1000, help="requests per round, level and target"
+        "--requests", type=int, default=2000, help="requests per round, level and target"
     )
     parser.add_argument(
         "--rounds",

@@ -974,9 +974,8 @@ def redeem_at_once(staff: User, code, offer_id, idempotency_key: str) -> Redempt
         "cancel_reason": None,
         "reversal_transaction_id": None,
     }
+    # The answer only: committed already, it needs nothing from the session.
     redemption = Redemption(id=done.redemption_id, **values)
-    make_transient_to_detached(redemption)
-    db.session.add(redemption)
     redemption.resident_first_name = first_word(done.display_name or "")
     return redemption
 
