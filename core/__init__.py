@@ -5,15 +5,38 @@ It imports no feature package at module level; ``create_app`` registers them.
 
 from __future__ import annotations
 
+from inspect import iscoroutinefunction
 from pathlib import Path
 
 from flask import Flask
 from jinja2 import ChoiceLoader, FileSystemLoader, PackageLoader, PrefixLoader
 
 
+class CivicFlask(Flask):
+    """Flask, remembering which hooks and views are plain functions.
+
+    Flask asks ``inspect.iscoroutinefunction`` of every hook and view on every request
+    (about twenty times per API call); the answer never changes for a function.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._plain_functions: dict = {}
+
+    def ensure_sync(self, func):
+        key = getattr(func, "__func__", func)  # a method: its function, not each binding
+        try:
+            plain = self._plain_functions.get(key)
+        except TypeError:  # unhashable: ask Flask
+            return super().ensure_sync(func)
+        if plain is None:
+            plain = self._plain_functions[key] = not iscoroutinefunction(func)
+        return func if plain else super().ensure_sync(func)
+
+
 def create_app(test_config: dict | None = None) -> Flask:
     """Build the Civic Credits application."""
-    app = Flask(__name__, instance_relative_config=True)
+    app = CivicFlask(__name__, instance_relative_config=True)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
 
     from core.config import load_config

@@ -82,11 +82,14 @@ def alone_possible() -> bool:
     return _idle_driver_connection() is not None
 
 
-def execute_alone(statement, params: dict) -> list:
+def execute_alone(statement, params: dict, *, only_alone: bool = False) -> list | None:
     """Run ``statement`` and return its rows (named tuples): on its own, committed by
-    itself, when the request's transaction has not begun (PostgreSQL); else inside it."""
+    itself, when the request's transaction has not begun (PostgreSQL); else inside it, or,
+    with ``only_alone``, not at all (None)."""
     driver = _idle_driver_connection()
     if driver is None:
+        if only_alone:
+            return None
         return db.session.connection().execute(statement, params).all()
     prepared = _prepared(statement, db.engine.dialect)
     driver.autocommit = True

@@ -28,7 +28,7 @@ from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import make_transient_to_detached, selectinload
 
 from core import accounts, invitations
-from core.alone import alone_possible, execute_alone
+from core.alone import execute_alone
 from core.audit import record
 from core.errors import ConflictError, DomainError, ForbiddenError, InvalidRequest, NotFoundError
 from core.extensions import db
@@ -925,8 +925,7 @@ def redeem_at_once(staff: User, code, offer_id, idempotency_key: str) -> Redempt
     ``partners.redeem_at_once``), or None when ``redeem`` must do it step by step."""
     plain = normalise_code(code)
     if (
-        not alone_possible()
-        or not isinstance(offer_id, int)
+        not isinstance(offer_id, int)
         or isinstance(offer_id, bool)
         or len(plain) != CODE_LENGTH
         or any(c not in CODE_ALPHABET for c in plain)
@@ -949,6 +948,7 @@ def redeem_at_once(staff: User, code, offer_id, idempotency_key: str) -> Redempt
                 "local_weekday": str(local.weekday()),
                 "local_time": local.time().replace(tzinfo=None),
             },
+            only_alone=True,
         )
     except UniqueViolation:
         # Another till took this key or code at the same instant: nothing was written.
