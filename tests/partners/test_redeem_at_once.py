@@ -195,3 +195,41 @@ def test_a_key_used_before_is_answered_by_redeem(
             select(RedemptionCode).where(RedemptionCode.used_at.is_not(None))
         ).scalars()
         assert len(list(used)) == 2  # the third code was given back
+
+
+def test_at_once_under_pressure_never_overspends_and_the_ledger_verifies(
+    app, api, shop, create_user, give_credits, new_code, balance_of, fast_calls, postgres_required
+):
+    """32 tills at the same instant against one wallet, all on the one-round-trip path (the
+    partner's account is open): exactly what the credits cover, then every invariant holds."""
+    from rewards.verify import verify_ledger
+    from tests.partners.test_concurrency import at_once, codes
+
+    opener = create_user(Role.RESIDENT)
+    give_credits(opener, 2)
+    token = api.token(shop.staff)
+    assert redeem(api, token, new_code(opener), shop.offer_id, "open").status_code == 201
+    person = create_user(Role.RESIDENT)
+    give_credits(person, 7, expires_at=utcnow() + timedelta(days=5))
+    give_credits(person, 6)  # 13 credits in two lots; the coffee costs 2
+    calls = [
+        (token, {"code": new_code(person), "offer_id": shop.offer_id, "idempotency_key": f"p{n}"})
+        for n in range(32)
+    ]
+    fast_calls.clear()
+    outcomes = at_once(app, calls)
+    assert all(status < 500 for status, _ in outcomes), outcomes
+    assert codes(outcomes) == {"created": 6, "insufficient_credits": 26}
+    assert sum(call is not None for call in fast_calls) == 6  # every spend in one round trip
+    assert balance_of(person) == 1
+    with app.app_context():
+        report = verify_ledger()
+        assert report.break_count == 0, report.breaks
+        lots = db.session.execute(
+            select(CreditLot.remaining)
+            .join(Account, Account.id == CreditLot.account_id)
+            .where(Account.key == f"user:{person.id}")
+            .order_by(CreditLot.expires_at)
+        ).scalars()
+        assert list(lots) == [0, 1]  # the sooner-expiring lot went first
+        db.session.remove()
