@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from functools import wraps
+from time import monotonic
 
 from flask import abort, g, request
 from flask_login import current_user, login_required
@@ -48,8 +49,15 @@ def roles_required(*roles: Role):
     return decorator
 
 
-def bearer_user():
-    """The user of the request's valid bearer token, or raise ``AuthenticationError``."""
+def bearer_user(*, recent_ok: bool = False):
+    """The user of the request's valid bearer token, or raise ``AuthenticationError``.
+
+    With ``recent_ok``, a lookup this process made in the last ``RECENT_SECONDS`` may stand
+    in for a new one: only for a view whose own statement checks the token again in the
+    database, in the same round trip as its work (``api_auth(checked_in_statement=True)``).
+    Until that check or a new lookup (``confirmed_api_user``) has passed, the request's
+    ``g.api_unconfirmed`` holds the token's digest.
+    """
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -57,19 +65,45 @@ def bearer_user():
             "Send a bearer token: Authorization: Bearer <token> (POST /api/v1/auth/token).",
             code="unauthenticated",
         )
-    # One round trip, outside any transaction (core.alone): the token's state, its user and
-    # the user's roles (as one string), read as plain columns; the user object is made from
-    # them without the ORM's loading.
-    rows = execute_alone(BEARER_QUERY, {"digest": token_digest(token.strip())})
-    row = rows[0] if rows else None
+    digest = token_digest(token.strip())
+    recent = _RECENT.get(digest) if recent_ok else None
+    if recent is not None and monotonic() - recent[0] < RECENT_SECONDS:
+        row = recent[1]
+        g.api_unconfirmed = digest
+    else:
+        # One round trip, outside any transaction (core.alone): the token's state, its user
+        # and the user's roles (as one string), read as plain columns; the user object is
+        # made from them without the ORM's loading.
+        rows = execute_alone(BEARER_QUERY, {"digest": digest})
+        row = rows[0] if rows else None
+        g.api_unconfirmed = None
     if row is None or row.revoked_at is not None:
         raise AuthenticationError("This token is not valid. Ask for a new one.", "invalid_token")
     if row.expires_at <= utcnow():
         raise AuthenticationError("This token has expired. Ask for a new one.", "token_expired")
     if row.suspended_at is not None:
         raise AuthenticationError("This account is suspended.", "account_suspended")
+    if g.api_unconfirmed is None:  # looked up now: remember it
+        if len(_RECENT) >= RECENT_MAX:
+            _RECENT.clear()
+        _RECENT[digest] = (monotonic(), row)
     g.api_token_id = row.token_id
     return known_user(row, (row.roles or "").split(","))
+
+
+#: Bearer lookups this process made lately (digest -> (when, row)); see ``bearer_user``.
+_RECENT: dict[str, tuple[float, object]] = {}
+RECENT_SECONDS = 30.0
+RECENT_MAX = 10_000
+
+
+def confirmed_api_user(*roles: Role) -> User:
+    """The request's user, looked up afresh if it came from a recent lookup no statement has
+    checked yet (401/403 as ``authorise``); call before anything the token must allow."""
+    if g.get("api_unconfirmed"):
+        g.pop("api_user", None)
+        g.api_unconfirmed = None
+    return authorise(roles)
 
 
 USERS = User.__table__
@@ -103,9 +137,9 @@ def known_user(row, roles) -> User:
     return user
 
 
-def authorise(roles: tuple[Role, ...]):
+def authorise(roles: tuple[Role, ...], *, recent_ok: bool = False):
     """The request's user, holding one of ``roles`` if any are given (else 401/403)."""
-    user = g.get("api_user") or bearer_user()
+    user = g.get("api_user") or bearer_user(recent_ok=recent_ok)
     g.api_user = user
     if roles and not user.has_role(*roles):
         raise ForbiddenError(
@@ -117,20 +151,26 @@ def authorise(roles: tuple[Role, ...]):
     return user
 
 
-def api_auth(*roles: Role):
+def api_auth(*roles: Role, checked_in_statement: bool = False):
     """API decorator: a valid bearer token and, if given, one of ``roles`` (403 otherwise).
 
     The check also runs before the body is parsed (``authorise_api_request``), so a caller
     without a valid token gets 401, and one without the role 403, whatever they sent.
+
+    ``checked_in_statement``: the view's work is one statement that checks the token (its
+    digest is ``g.api_unconfirmed``) in the database itself, and the view calls
+    ``confirmed_api_user`` before doing anything else; a recent lookup of the token then
+    saves a round trip (``bearer_user``).
     """
 
     def decorator(view):
         @wraps(view)
         def wrapped(*args, **kwargs):
-            authorise(roles)
+            authorise(roles, recent_ok=checked_in_statement)
             return view(*args, **kwargs)
 
         wrapped.required_roles = roles
+        wrapped.checked_in_statement = checked_in_statement
         return wrapped
 
     return decorator
@@ -154,4 +194,4 @@ def authorise_api_request():
     view = view_function_of(current_app, request.endpoint, request.method)
     roles = getattr(view, "required_roles", None)
     if roles is not None:
-        authorise(roles)
+        authorise(roles, recent_ok=getattr(view, "checked_in_statement", False))

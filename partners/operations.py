@@ -843,9 +843,6 @@ def redeem(staff: User, *, code: str, offer_id: int, idempotency_key: str):
     the insert. Why a code was refused, and a repeated request, are looked up only when the
     claim fails.
     """
-    done = redeem_at_once(staff, code, offer_id, idempotency_key)
-    if done is not None:
-        return done, True
     offer = get_offer_for_till(staff, offer_id)
     partner = offer.partner
     now = utcnow()
@@ -920,9 +917,15 @@ def redeem(staff: User, *, code: str, offer_id: int, idempotency_key: str):
     return redemption, True
 
 
-def redeem_at_once(staff: User, code, offer_id, idempotency_key: str) -> Redemption | None:
+def redeem_at_once(
+    staff: User, *, code, offer_id, idempotency_key: str, token_digest: str | None = None
+) -> Redemption | None:
     """The usual redemption in one round trip (PostgreSQL, outside a transaction; see
-    ``partners.redeem_at_once``), or None when ``redeem`` must do it step by step."""
+    ``partners.redeem_at_once``), or None when ``redeem`` must do it step by step.
+
+    ``token_digest``: the till's bearer token when the request has not looked it up
+    (``core.security.bearer_user``); the database checks it in the same statement.
+    """
     plain = normalise_code(code)
     if (
         not isinstance(offer_id, int)
@@ -947,6 +950,7 @@ def redeem_at_once(staff: User, code, offer_id, idempotency_key: str) -> Redempt
                 "local_date": local.date(),
                 "local_weekday": str(local.weekday()),
                 "local_time": local.time().replace(tzinfo=None),
+                "token_digest": token_digest,
             },
             only_alone=True,
         )

@@ -46,7 +46,8 @@ CREATE OR REPLACE FUNCTION civic_redeem_at_once(
     p_now timestamptz,
     p_local_date date,
     p_local_weekday text,
-    p_local_time time
+    p_local_time time,
+    p_token_digest text
 ) RETURNS TABLE (
     redemption_id integer,
     transaction_id integer,
@@ -75,6 +76,18 @@ DECLARE
     v_partner_after bigint;
     v_redemption integer;
 BEGIN
+    -- The till's bearer token, when the app has not looked it up in this request: valid,
+    -- its user the member of staff, not suspended, and holding the partner staff role.
+    IF p_token_digest IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM api_tokens t JOIN users u ON u.id = t.user_id
+         WHERE t.token_digest = p_token_digest AND t.user_id = p_staff_id
+           AND t.revoked_at IS NULL AND t.expires_at > p_now AND u.suspended_at IS NULL
+           AND EXISTS (SELECT 1 FROM role_memberships r
+                        WHERE r.user_id = u.id AND r.role = 'partner_staff')
+    ) THEN
+        RETURN;
+    END IF;
+
     -- The offer, on sale now at an approved partner this member of staff works for.
     -- Limits per resident and stock are left to redeem (they need counting under a lock).
     SELECT o.id, o.partner_id, o.title, o.credit_cost, p.name, p.settlement_rate_pence
@@ -214,6 +227,7 @@ CALL = select(
         bindparam("local_date"),
         bindparam("local_weekday"),
         bindparam("local_time"),
+        bindparam("token_digest"),
     ).alias("redeemed")
 )
 

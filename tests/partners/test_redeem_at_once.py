@@ -233,3 +233,95 @@ def test_at_once_under_pressure_never_overspends_and_the_ledger_verifies(
         ).scalars()
         assert list(lots) == [0, 1]  # the sooner-expiring lot went first
         db.session.remove()
+
+
+@pytest.fixture
+def bearer_lookups(monkeypatch):
+    """How many times the API looked a bearer token up in the database."""
+    import core.security as security
+
+    count = [0]
+    real = security.execute_alone
+
+    def counting(statement, params, **kwargs):
+        if statement is security.BEARER_QUERY:
+            count[0] += 1
+        return real(statement, params, **kwargs)
+
+    monkeypatch.setattr(security, "execute_alone", counting)
+    return count
+
+
+def warm_till(api, shop, create_user, give_credits, new_code):
+    """A till whose token was looked up and whose partner's account is open."""
+    opener = create_user(Role.RESIDENT)
+    give_credits(opener, 4)
+    token = api.token(shop.staff)
+    assert redeem(api, token, new_code(opener), shop.offer_id, "open").status_code == 201
+    return token
+
+
+def test_a_recent_token_lookup_saves_the_round_trip(
+    app,
+    api,
+    shop,
+    resident,
+    create_user,
+    give_credits,
+    new_code,
+    fast_calls,
+    bearer_lookups,
+    postgres_required,
+):
+    token = warm_till(api, shop, create_user, give_credits, new_code)
+    code = new_code(resident)
+    before = bearer_lookups[0]
+    response = redeem(api, token, code, shop.offer_id, "quick")
+    assert response.status_code == 201 and fast_calls[-1] is not None
+    assert bearer_lookups[0] == before  # the function checked the token itself
+
+
+@pytest.mark.parametrize(
+    "change, status, error",
+    [
+        ("UPDATE api_tokens SET revoked_at = now()", 401, "invalid_token"),
+        ("UPDATE api_tokens SET expires_at = now() - interval '1 second'", 401, "token_expired"),
+        ("UPDATE users SET suspended_at = now() WHERE id = :staff", 401, "account_suspended"),
+        ("DELETE FROM role_memberships WHERE user_id = :staff", 403, "forbidden"),
+        ("DELETE FROM partner_memberships WHERE user_id = :staff", 403, "not_your_partner"),
+    ],
+)
+def test_a_token_or_staff_changed_since_the_lookup_is_refused_and_nothing_moves(
+    app,
+    api,
+    shop,
+    resident,
+    create_user,
+    give_credits,
+    new_code,
+    balance_of,
+    change,
+    status,
+    error,
+    postgres_required,
+):
+    """Revoked, expired, suspended, no longer staff: the recent lookup does not let it by."""
+    from sqlalchemy import text
+
+    token = warm_till(api, shop, create_user, give_credits, new_code)
+    code = new_code(resident)
+    with app.app_context():
+        db.session.execute(text(change), {"staff": shop.staff.id})
+        db.session.commit()
+    response = redeem(api, token, code, shop.offer_id, "after-change")
+    assert response.status_code == status, response.get_json()
+    assert response.get_json()["error"]["code"] == error
+    assert balance_of(resident) == 10
+    with app.app_context():
+        assert (
+            db.session.execute(
+                select(RedemptionCode.used_at).where(RedemptionCode.resident_id == resident.id)
+            ).scalar_one()
+            is None
+        )
+        db.session.remove()
