@@ -101,7 +101,9 @@ def confirmed_api_user(*roles: Role) -> User:
     """The request's user, looked up afresh if it came from a recent lookup no statement has
     checked yet (401/403 as ``authorise``); call before anything the token must allow."""
     if g.get("api_unconfirmed"):
-        g.pop("api_user", None)
+        user = g.pop("api_user", None)
+        if user is not None and user in db.session:
+            db.session.expunge(user)  # made from the recent row: made again from the new one
         g.api_unconfirmed = None
     return authorise(roles)
 

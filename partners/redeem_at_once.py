@@ -2,10 +2,12 @@
 
 ``partners.operations.redeem`` is the redemption: it claims the code, checks the offer,
 spends through ``rewards.operations.spend`` and records the redemption, about a dozen
-statements. On PostgreSQL, a till's usual request (a fresh code, an offer on sale now, a
-resident who has the credits) first goes to ``civic_redeem_at_once``, a function that does
-the same work in the same order, inside the database, as one statement in autocommit
-mode: one round trip instead of fourteen.
+statements. On PostgreSQL, ``POST /api/v1/redemptions`` first gives a till's usual request
+(a fresh code, an offer on sale now, a resident who has the credits) to
+``civic_redeem_at_once``, a function that does the same work in the same order, inside the
+database, as one statement in autocommit mode: one round trip instead of fourteen. It also
+checks the till's bearer token when the app did not look it up in this request
+(``core.security.bearer_user``, ``recent_ok``).
 
 It only ever does what ``redeem`` would do, and it only does it when every check passes.
 Whenever ``redeem`` would refuse, explain, or answer a replay (an unknown, used or expired
