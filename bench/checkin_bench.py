@@ -49,8 +49,18 @@ def parse_args():
     parser.add_argument("--database", default="civic_bench")
     parser.add_argument("--clients", default="8,32,64", help="concurrency levels, comma-separated")
     parser.add_argument("--requests", type=int, default=2000, help="requests per level and target")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
-    parser.add_argument("--threads", type=int, default=8, help="gunicorn threads per worker")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=2 * (os.cpu_count() or 1) + 1,
+        help="gunicorn workers (default: gunicorn's advice, 2 per core + 1)",
+    )
+    parser.add_argument(
+        "--worker-class",
+        default="sync",
+        help="gunicorn worker class (sync, as README deploys; gthread with --threads)",
+    )
+    parser.add_argument("--threads", type=int, default=1, help="gunicorn threads per worker")
     parser.add_argument(
         "--rounds",
         type=int,
@@ -187,7 +197,7 @@ def start_gunicorn(target: str, port: int, args, env: dict) -> subprocess.Popen:
             "--workers",
             str(args.workers),
             "--worker-class",
-            "gthread",
+            args.worker_class,
             "--threads",
             str(args.threads),
             "--bind",
