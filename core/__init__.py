@@ -66,9 +66,11 @@ def register_extensions(app: Flask) -> None:
     csrf.init_app(app)
     limiter.init_app(app)
     # Every limit here is a route's own (sign-in, codes at a till), checked by its
-    # decorator. With no default or blueprint limits, the limiter's pass before every
-    # request (it registers one) finds nothing to check: leave it out.
-    app.before_request_funcs[None].remove(limiter._check_request_limit)
+    # decorator. With no default or application-wide limits, the limiter's pass before
+    # every request (it registers one) finds nothing to check: leave it out. (Configure
+    # RATELIMIT_DEFAULT or RATELIMIT_APPLICATION and it stays.)
+    if not app.config.get("RATELIMIT_DEFAULT") and not app.config.get("RATELIMIT_APPLICATION"):
+        app.before_request_funcs[None].remove(limiter._check_request_limit)
     login_manager.init_app(app)
     login_manager.login_view = "core.sign_in"
     login_manager.login_message = "Sign in to see this page."

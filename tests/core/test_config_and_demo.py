@@ -104,3 +104,14 @@ def test_demo_load_creates_the_five_logins_and_is_idempotent(app, api):
             "/api/v1/auth/token", json={"email": email, "password": "demo-password"}
         )
         assert response.status_code == 200, email
+
+
+def test_the_limiters_pass_before_every_request_stays_when_default_limits_are_set(app, make_app):
+    from core.extensions import limiter
+
+    assert limiter._check_request_limit not in app.before_request_funcs[None]
+    try:
+        limited = make_app(RATELIMIT_DEFAULT="100 per minute")
+        assert limiter._check_request_limit in limited.before_request_funcs[None]
+    finally:
+        limiter.limit_manager.set_default_limits([])  # the limiter is one for all apps
