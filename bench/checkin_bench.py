@@ -49,6 +49,22 @@ def parse_args():
     parser.add_argument("--database", default="civic_bench")
     parser.add_argument("--clients", default="8,32,64", help="concurrency levels, comma-separated")
     parser.add_argument("--requests", type=int, default=2000, help="requests per level and target")
+    add_gunicorn_arguments(parser)
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="alternate reference and app this many times per level; report the median round",
+    )
+    parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument(
+        "--app", default="wsgi:app", help="the app gunicorn serves (e.g. a variant in bench/)"
+    )
+    return parser.parse_args()
+
+
+def add_gunicorn_arguments(parser) -> None:
+    """How both servers run: the same gunicorn workers for the app and the reference."""
     parser.add_argument(
         "--workers",
         type=int,
@@ -61,17 +77,6 @@ def parse_args():
         help="gunicorn worker class (sync, as README deploys; gthread with --threads)",
     )
     parser.add_argument("--threads", type=int, default=1, help="gunicorn threads per worker")
-    parser.add_argument(
-        "--rounds",
-        type=int,
-        default=3,
-        help="alternate reference and app this many times per level; report the median round",
-    )
-    parser.add_argument("--json", help="also write the results to this file")
-    parser.add_argument(
-        "--app", default="wsgi:app", help="the app gunicorn serves (e.g. a variant in bench/)"
-    )
-    return parser.parse_args()
 
 
 def database_urls(args) -> tuple[str, str]:

@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.checkin_bench import (  # noqa: E402 - after the path is set
+    add_gunicorn_arguments,
     database_urls,
     level_result,
     recreate_database,
@@ -70,18 +71,7 @@ def parse_args():
     )
     parser.add_argument("--partners", type=int, default=16, help="partners the tills belong to")
     parser.add_argument("--residents", type=int, default=500, help="residents spending")
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=2 * (os.cpu_count() or 1) + 1,
-        help="gunicorn workers (default: gunicorn's advice, 2 per core + 1)",
-    )
-    parser.add_argument(
-        "--worker-class",
-        default="sync",
-        help="gunicorn worker class (sync, as README deploys; gthread with --threads)",
-    )
-    parser.add_argument("--threads", type=int, default=1, help="gunicorn threads per worker")
+    add_gunicorn_arguments(parser)
     parser.add_argument("--json", help="also write the results to this file")
     return parser.parse_args()
 

@@ -821,6 +821,18 @@ CLAIM_CODE = (
 )
 
 
+def completed_redemption_values(**values) -> dict:
+    """Every column of a completed redemption's row, from those that vary."""
+    return {
+        **values,
+        "status": RedemptionStatus.COMPLETED.value,
+        "cancelled_at": None,
+        "cancelled_by_id": None,
+        "cancel_reason": None,
+        "reversal_transaction_id": None,
+    }
+
+
 def code_used_error() -> RedemptionError:
     message, status = CODE_ERRORS["code_used"]
     return RedemptionError(message, code="code_used", status=status)
@@ -889,24 +901,19 @@ def redeem(staff: User, *, code: str, offer_id: int, idempotency_key: str):
             raise RedemptionError("This offer has sold out.", code="offer_unavailable")
         db.session.expire(offer, ["stock_remaining"])
 
-    values = {
-        "partner_id": partner.id,
-        "offer_id": offer.id,
-        "resident_id": row.resident_id,
-        "code_id": row.id,
-        "staff_id": staff.id,
-        "idempotency_key": idempotency_key,
-        "credits": offer.credit_cost,
-        "settlement_rate_pence": partner.settlement_rate_pence,
-        "description": description,
-        "transaction_id": transaction.id,
-        "status": RedemptionStatus.COMPLETED.value,
-        "created_at": now,
-        "cancelled_at": None,
-        "cancelled_by_id": None,
-        "cancel_reason": None,
-        "reversal_transaction_id": None,
-    }
+    values = completed_redemption_values(
+        partner_id=partner.id,
+        offer_id=offer.id,
+        resident_id=row.resident_id,
+        code_id=row.id,
+        staff_id=staff.id,
+        idempotency_key=idempotency_key,
+        credits=offer.credit_cost,
+        settlement_rate_pence=partner.settlement_rate_pence,
+        description=description,
+        transaction_id=transaction.id,
+        created_at=now,
+    )
     # A Core insert (the key taken by another till raises IntegrityError here, as a flush
     # would); the object is then attached to the session as loaded, without a read back.
     redemption_id = db.session.connection().execute(INSERT_REDEMPTION, values).scalar_one()
@@ -960,24 +967,19 @@ def redeem_at_once(
     if not rows:
         return None
     done = rows[0]
-    values = {
-        "partner_id": done.partner_id,
-        "offer_id": offer_id,
-        "resident_id": done.resident_id,
-        "code_id": done.code_id,
-        "staff_id": staff.id,
-        "idempotency_key": idempotency_key,
-        "credits": done.credits,
-        "settlement_rate_pence": done.settlement_rate_pence,
-        "description": done.description,
-        "transaction_id": done.transaction_id,
-        "status": RedemptionStatus.COMPLETED.value,
-        "created_at": now,
-        "cancelled_at": None,
-        "cancelled_by_id": None,
-        "cancel_reason": None,
-        "reversal_transaction_id": None,
-    }
+    values = completed_redemption_values(
+        partner_id=done.partner_id,
+        offer_id=offer_id,
+        resident_id=done.resident_id,
+        code_id=done.code_id,
+        staff_id=staff.id,
+        idempotency_key=idempotency_key,
+        credits=done.credits,
+        settlement_rate_pence=done.settlement_rate_pence,
+        description=done.description,
+        transaction_id=done.transaction_id,
+        created_at=now,
+    )
     # The answer only: committed already, it needs nothing from the session.
     redemption = Redemption(id=done.redemption_id, **values)
     redemption.resident_first_name = first_word(done.display_name or "")
