@@ -58,12 +58,23 @@ def create_app(test_config: dict | None = None) -> Flask:
 
 def register_extensions(app: Flask) -> None:
     """Bind the extension singletons to ``app``."""
-    from core.extensions import CookieSessionInterface, csrf, db, limiter, login_manager, migrate
+    from core.extensions import (
+        CookieSessionInterface,
+        babel,
+        csrf,
+        db,
+        limiter,
+        login_manager,
+        migrate,
+    )
 
     app.session_interface = CookieSessionInterface()
     db.init_app(app)
     migrate.init_app(app, db, directory=str(Path(app.root_path).parent / "migrations"))
     csrf.init_app(app)
+    app.config.setdefault("BABEL_DEFAULT_LOCALE", "en")
+    app.config.setdefault("BABEL_DEFAULT_TIMEZONE", "Europe/London")
+    babel.init_app(app)
     limiter.init_app(app)
     # Every limit here is a route's own (sign-in, codes at a till), checked by its
     # decorator. With no default or application-wide limits, the limiter's pass before

@@ -1,6 +1,7 @@
 """Unbound extension singletons, bound to the app in ``create_app``."""
 
 from flask.sessions import SecureCookieSessionInterface
+from flask_babel import Babel
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
@@ -35,6 +36,9 @@ class CookieSessionInterface(SecureCookieSessionInterface):
         return super().open_session(app, request)
 
 
+#: Translations (Flask-Babel): new user-facing strings are written as ``_("...")`` (pages)
+#: or ``lazy_gettext`` (form labels) so that the catalogue can be extracted from them.
+babel = Babel()
 db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 migrate = Migrate(compare_type=True, render_as_batch=True)
 login_manager = LoginManager()
