@@ -45,6 +45,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     register_extensions(app)
     register_settings(app)
     register_templates(app)
+    register_request_guard(app)
     register_blueprints(app)
     register_error_handlers(app)
     register_commands(app)
@@ -122,6 +123,14 @@ def register_templates(app: Flask) -> None:
     from core.formatting import register_filters
 
     register_filters(app)
+
+
+def register_request_guard(app: Flask) -> None:
+    """Bounded path ids and clean request bodies (core.request_guard), and the security
+    headers (core.headers), before any blueprint's route is added."""
+    from core.request_guard import init_app
+
+    init_app(app)
 
 
 def register_blueprints(app: Flask) -> None:

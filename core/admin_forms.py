@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import date
 
-from flask_wtf import FlaskForm
 from govuk_frontend_wtf.wtforms_widgets import (
     GovPasswordInput,
     GovSelect,
@@ -15,6 +14,8 @@ from govuk_frontend_wtf.wtforms_widgets import (
 from wtforms import PasswordField, SelectField, StringField, SubmitField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, Optional, ValidationError
+
+from core.forms import Form, text_limit
 
 
 def iso_date(form, field) -> None:
@@ -30,7 +31,7 @@ def iso_date(form, field) -> None:
         field.parsed = None
 
 
-class AuditSearchForm(FlaskForm):
+class AuditSearchForm(Form):
     """Filters of the audit log (GET: changes nothing, so no CSRF token)."""
 
     class Meta:
@@ -58,17 +59,17 @@ class AuditSearchForm(FlaskForm):
         "From date",
         widget=GovTextInput(),
         description="For example 2026-11-01",
-        validators=[Optional(), iso_date],
+        validators=[Optional(), text_limit(10), iso_date],
     )
     date_to = StringField(
         "To date (inclusive)",
         widget=GovTextInput(),
         description="For example 2026-11-30",
-        validators=[Optional(), iso_date],
+        validators=[Optional(), text_limit(10), iso_date],
     )
 
 
-class UserAdminSearchForm(FlaskForm):
+class UserAdminSearchForm(Form):
     """Find people by email, name or postcode, optionally by role and state."""
 
     class Meta:
@@ -93,7 +94,7 @@ class UserAdminSearchForm(FlaskForm):
     )
 
 
-class SuspendForm(FlaskForm):
+class SuspendForm(Form):
     reason = TextAreaField(
         "Why are you suspending this account?",
         widget=GovTextArea(),
@@ -106,7 +107,7 @@ class SuspendForm(FlaskForm):
     submit = SubmitField("Suspend account", widget=GovSubmitInput())
 
 
-class RestoreForm(FlaskForm):
+class RestoreForm(Form):
     reason = TextAreaField(
         "Why are you restoring this account?",
         widget=GovTextArea(),
@@ -118,7 +119,7 @@ class RestoreForm(FlaskForm):
     submit = SubmitField("Restore account", widget=GovSubmitInput())
 
 
-class SettingsForm(FlaskForm):
+class SettingsForm(Form):
     """The fields are added per setting by ``settings_form_class``."""
 
     reason = TextAreaField(
@@ -155,11 +156,11 @@ def settings_form_class(definitions) -> type[SettingsForm]:
     return type("SchemeSettingsForm", (SettingsForm,), fields)
 
 
-class CloseAccountForm(FlaskForm):
+class CloseAccountForm(Form):
     password = PasswordField(
         "Your password",
         widget=GovPasswordInput(),
         description="To make sure it is you",
-        validators=[InputRequired(message="Enter your password")],
+        validators=[InputRequired(message="Enter your password"), text_limit(256)],
     )
     submit = SubmitField("Close my account", widget=GovSubmitInput())

@@ -61,6 +61,13 @@ class JsonErrorParser(FlaskParser):
         names = ", ".join(sorted(fields)) or "the body"
         raise InvalidRequest(f"Some fields are missing or not right: {names}.", fields)
 
+    def _raw_load_json(self, req):
+        """The body ``core.request_guard`` already parsed and checked, if it did."""
+        from core.request_guard import parsed_api_body
+
+        parsed = parsed_api_body()
+        return parsed[0] if parsed is not None else super()._raw_load_json(req)
+
     def _handle_invalid_json_error(self, error, req, *args, **kwargs):
         raise InvalidRequest("The body is not valid JSON.", {"_body": ["Send a JSON object."]})
 
@@ -69,12 +76,15 @@ class ApiBlueprint(SmorestBlueprint):
     """A flask-smorest blueprint whose argument errors are API.md's ``invalid_request``."""
 
     ARGUMENTS_PARSER = JsonErrorParser()
+    #: Every schema an operation loads its arguments with (tests check each field is bounded).
+    argument_schemas: list[ma.Schema] = []
 
     def arguments(self, schema, *args, **kwargs):
         """As flask-smorest's, with a schema class made into an instance once, here, rather
         than by webargs on every request (a schema keeps no state between loads)."""
         if isinstance(schema, type):
             schema = schema()
+        ApiBlueprint.argument_schemas.append(schema)
         return super().arguments(schema, *args, **kwargs)
 
 
@@ -85,6 +95,22 @@ class Api(SmorestApi):
 
     def _register_error_handlers(self):
         """Errors are handled app-wide by core.errors (JSON under /api/, pages elsewhere)."""
+
+
+#: The largest PostgreSQL ``integer``: every id and count column.
+MAX_INT = 2**31 - 1
+
+
+def Id(**kwargs) -> ma.fields.Integer:  # noqa: N802 - a field type, named like one
+    """A row's id in a body or query: a JSON integer from 1 to 2^31 - 1."""
+    kwargs.setdefault("strict", True)
+    return ma.fields.Integer(validate=ma.validate.Range(min=1, max=MAX_INT), **kwargs)
+
+
+def Count(*, min: int = 0, max: int = MAX_INT, **kwargs) -> ma.fields.Integer:  # noqa: N802, A002
+    """A whole number of something (credits, days, pence, items), ``min`` to ``max``."""
+    kwargs.setdefault("strict", True)
+    return ma.fields.Integer(validate=ma.validate.Range(min=min, max=max), **kwargs)
 
 
 class RequestSchema(ma.Schema):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from govuk_frontend_wtf.wtforms_widgets import (
     GovCheckboxesInput,
@@ -12,8 +13,46 @@ from govuk_frontend_wtf.wtforms_widgets import (
 from wtforms import EmailField, PasswordField, SelectMultipleField, StringField, SubmitField
 from wtforms.validators import Email, InputRequired, Length
 
+from core.request_guard import has_control_character
 
-class RegisterForm(FlaskForm):
+#: Passwords are hashed, but a hash of megabytes still costs time: longer is refused.
+MAX_PASSWORD_LENGTH = 256
+
+
+class Form(FlaskForm):
+    """Every page form: Flask-WTF's, refusing control characters (NUL and the like).
+
+    PostgreSQL cannot store a NUL, and no answer of ours needs a control character other
+    than a tab or a line break: such a field gets an error of its own, and nothing else of
+    the form is checked or used.
+    """
+
+    def validate(self, extra_validators=None) -> bool:
+        """Refuse control characters first, then validate as usual."""
+        bad = [field for field in self if _holds_control_character(field)]
+        for field in bad:
+            field.errors = [
+                _l("Remove the control character (such as NUL) from this answer, then try again")
+            ]
+        if bad:
+            return False
+        return super().validate(extra_validators)
+
+
+def _holds_control_character(field) -> bool:
+    values = getattr(field, "raw_data", None) or []
+    return any(isinstance(value, str) and has_control_character(value) for value in values)
+
+
+def text_limit(max_length: int) -> Length:
+    """A Length validator with the GOV.UK message for an answer that is too long."""
+    return Length(
+        max=max_length,
+        message=_l("Must be %(max)d characters or fewer", max=max_length),
+    )
+
+
+class RegisterForm(Form):
     email = EmailField(
         "Email address",
         widget=GovTextInput(),
@@ -44,55 +83,64 @@ class RegisterForm(FlaskForm):
         "Create a password",
         widget=GovPasswordInput(),
         description="At least 10 characters. A few words together are easy to remember",
-        validators=[InputRequired(message="Enter a password")],
+        validators=[InputRequired(message="Enter a password"), text_limit(MAX_PASSWORD_LENGTH)],
     )
     submit = SubmitField("Create account", widget=GovSubmitInput())
 
 
-class SignInForm(FlaskForm):
+class SignInForm(Form):
     email = EmailField(
         "Email address",
         widget=GovTextInput(),
-        validators=[InputRequired(message="Enter your email address")],
+        validators=[InputRequired(message="Enter your email address"), text_limit(254)],
     )
     password = PasswordField(
         "Password",
         widget=GovPasswordInput(),
-        validators=[InputRequired(message="Enter your password")],
+        validators=[
+            InputRequired(message="Enter your password"),
+            text_limit(MAX_PASSWORD_LENGTH),
+        ],
     )
     submit = SubmitField("Sign in", widget=GovSubmitInput())
 
 
-class ChangePasswordForm(FlaskForm):
+class ChangePasswordForm(Form):
     current_password = PasswordField(
         "Current password",
         widget=GovPasswordInput(),
-        validators=[InputRequired(message="Enter your current password")],
+        validators=[
+            InputRequired(message="Enter your current password"),
+            text_limit(MAX_PASSWORD_LENGTH),
+        ],
     )
     new_password = PasswordField(
         "New password",
         widget=GovPasswordInput(),
         description="At least 10 characters",
-        validators=[InputRequired(message="Enter a new password")],
+        validators=[
+            InputRequired(message="Enter a new password"),
+            text_limit(MAX_PASSWORD_LENGTH),
+        ],
     )
     submit = SubmitField("Change password", widget=GovSubmitInput())
 
 
-class SignOutForm(FlaskForm):
+class SignOutForm(Form):
     submit = SubmitField("Sign out", widget=GovSubmitInput())
 
 
-class AcceptInvitationForm(FlaskForm):
+class AcceptInvitationForm(Form):
     submit = SubmitField("Accept invitation", widget=GovSubmitInput())
 
 
-class RevokeInvitationForm(FlaskForm):
+class RevokeInvitationForm(Form):
     """Withdraw one pending invitation (a button per invitation; CSRF only)."""
 
     submit = SubmitField("Revoke", widget=GovSubmitInput())
 
 
-class UserSearchForm(FlaskForm):
+class UserSearchForm(Form):
     class Meta:
         csrf = False  # a GET search changes nothing
 
@@ -103,7 +151,7 @@ class UserSearchForm(FlaskForm):
     )
 
 
-class RolesForm(FlaskForm):
+class RolesForm(Form):
     roles = SelectMultipleField(
         "Roles",
         widget=GovCheckboxesInput(),

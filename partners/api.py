@@ -12,7 +12,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from core.api import InvitedMemberSchema, InviteRequestSchema
-from core.apiframework import ApiBlueprint, PageArgsSchema, RequestSchema, bearer_doc, paginate
+from core.apiframework import (
+    ApiBlueprint,
+    Id,
+    PageArgsSchema,
+    RequestSchema,
+    bearer_doc,
+    paginate,
+)
 from core.errors import ForbiddenError, NotFoundError
 from core.extensions import db, limiter
 from core.invitations import Invitation
@@ -156,7 +163,7 @@ class CodeSchema(ma.Schema):
 
 class CodeLookupSchema(RequestSchema):
     code = ma.fields.String(required=True, validate=ma.validate.Length(max=64))
-    partner_id = ma.fields.Integer(required=True, strict=True)
+    partner_id = Id(required=True)
 
 
 class CodeLookupResultSchema(ma.Schema):
@@ -167,7 +174,7 @@ class CodeLookupResultSchema(ma.Schema):
 
 class RedemptionCreateSchema(RequestSchema):
     code = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=64))
-    offer_id = ma.fields.Integer(required=True, strict=True)
+    offer_id = Id(required=True)
     idempotency_key = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=255))
 
 
@@ -210,7 +217,7 @@ class PartnerListArgsSchema(PageArgsSchema):
 class RedemptionListArgsSchema(PageArgsSchema):
     from_ = ma.fields.DateTime(data_key="from", load_default=None)
     to = ma.fields.DateTime(load_default=None)
-    offer_id = ma.fields.Integer(load_default=None)
+    offer_id = Id(load_default=None, strict=False)
     status = ma.fields.String(
         load_default=None, validate=ma.validate.OneOf([s.value for s in RedemptionStatus])
     )

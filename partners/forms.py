@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from flask_wtf import FlaskForm
 from govuk_frontend_wtf.wtforms_widgets import (
     GovCheckboxesInput,
     GovCheckboxInput,
@@ -37,6 +36,7 @@ from wtforms.validators import (
     ValidationError,
 )
 
+from core.forms import Form, text_limit
 from partners.models import LimitPeriod
 from partners.operations import WEEKDAY_NAMES
 
@@ -84,7 +84,7 @@ def clock_time(form, field) -> None:
         raise ValidationError("Enter a time like 09:30 or 17:00") from None
 
 
-class PartnerRegistrationForm(FlaskForm):
+class PartnerRegistrationForm(Form):
     name = StringField(
         "Business name",
         widget=GovTextInput(),
@@ -136,7 +136,7 @@ class PartnerRegistrationForm(FlaskForm):
     submit = SubmitField("Register business", widget=GovSubmitInput())
 
 
-class OfferForm(FlaskForm):
+class OfferForm(Form):
     title = StringField(
         "Title",
         widget=GovTextInput(),
@@ -181,13 +181,13 @@ class OfferForm(FlaskForm):
         "From (optional)",
         widget=GovTextInput(),
         description="24-hour time, for example 09:00",
-        validators=[clock_time],
+        validators=[text_limit(5), clock_time],
     )
     available_until = StringField(
         "Until (optional)",
         widget=GovTextInput(),
         description="24-hour time, for example 12:00",
-        validators=[clock_time],
+        validators=[text_limit(5), clock_time],
     )
     limit_per_resident = IntegerField(
         "Times one person can have it (optional)",
@@ -215,7 +215,7 @@ class OfferForm(FlaskForm):
     submit = SubmitField("Save offer", widget=GovSubmitInput())
 
 
-class TillCodeForm(FlaskForm):
+class TillCodeForm(Form):
     code = StringField(
         "Customer's code",
         widget=GovTextInput(),
@@ -228,7 +228,7 @@ class TillCodeForm(FlaskForm):
     submit = SubmitField("Check code", widget=GovSubmitInput())
 
 
-class TillConfirmForm(FlaskForm):
+class TillConfirmForm(Form):
     code = HiddenField(validators=[InputRequired(), Length(max=64)])
     idempotency_key = HiddenField(validators=[InputRequired(), Length(max=255)])
     offer_id = RadioField(
@@ -241,7 +241,7 @@ class TillConfirmForm(FlaskForm):
     submit = SubmitField("Take credits", widget=GovSubmitInput())
 
 
-class ReasonForm(FlaskForm):
+class ReasonForm(Form):
     reason = TextAreaField(
         "Reason",
         widget=GovTextArea(),
@@ -253,13 +253,13 @@ class ReasonForm(FlaskForm):
     submit = SubmitField("Confirm", widget=GovSubmitInput())
 
 
-class ConfirmForm(FlaskForm):
+class ConfirmForm(Form):
     """A button that changes something (CSRF protected)."""
 
     submit = SubmitField("Confirm", widget=GovSubmitInput())
 
 
-class SettlementRateForm(FlaskForm):
+class SettlementRateForm(Form):
     settlement_rate_pence = IntegerField(
         "Settlement rate in pence per credit",
         widget=GovIntegerInput(),
@@ -271,20 +271,21 @@ class SettlementRateForm(FlaskForm):
     submit = SubmitField("Change rate", widget=GovSubmitInput())
 
 
-class AddStaffForm(FlaskForm):
+class AddStaffForm(Form):
     email = StringField(
         "Colleague's email address",
         widget=GovTextInput(),
         description="Without an account yet, they are emailed an invitation to create one",
         validators=[
             InputRequired(message="Enter your colleague's email address"),
+            text_limit(254),
             Email(message="Enter an email address in the correct format, like name@example.org"),
         ],
     )
     submit = SubmitField("Add colleague", widget=GovSubmitInput())
 
 
-class DirectoryForm(FlaskForm):
+class DirectoryForm(Form):
     class Meta:
         csrf = False  # a GET search changes nothing
 
@@ -303,7 +304,7 @@ class DirectoryForm(FlaskForm):
     submit = SubmitField("Search", widget=GovSubmitInput())
 
 
-class RedemptionFilterForm(FlaskForm):
+class RedemptionFilterForm(Form):
     class Meta:
         csrf = False  # a GET filter changes nothing
 
@@ -325,5 +326,5 @@ class RedemptionFilterForm(FlaskForm):
     submit = SubmitField("Filter", widget=GovSubmitInput())
 
 
-class SpendForm(FlaskForm):
+class SpendForm(Form):
     submit = SubmitField("Show my code", widget=GovSubmitInput())

@@ -21,10 +21,13 @@ class SummaryQuerySchema(ma.Schema):
     from_ = ma.fields.String(
         data_key="from",
         load_default=None,
+        validate=ma.validate.Length(max=10),
         metadata={"description": "First day (YYYY-MM-DD), included; default 11 months ago"},
     )
     to = ma.fields.String(
-        load_default=None, metadata={"description": "Last day (YYYY-MM-DD), included"}
+        load_default=None,
+        validate=ma.validate.Length(max=10),
+        metadata={"description": "Last day (YYYY-MM-DD), included"},
     )
 
 

@@ -11,7 +11,7 @@ from flask import g
 from flask.views import MethodView
 from sqlalchemy import select
 
-from core.apiframework import ApiBlueprint, PageArgsSchema, RequestSchema, bearer_doc
+from core.apiframework import MAX_INT, ApiBlueprint, Id, PageArgsSchema, RequestSchema, bearer_doc
 from core.errors import ConflictError, InvalidRequest, NotFoundError
 from core.extensions import db
 from core.models import AuditEntry, Role, User
@@ -76,10 +76,12 @@ class GiftRequestSchema(RequestSchema):
         validate=ma.validate.Length(max=254),
         metadata={"description": "The resident receiving the credits"},
     )
-    to_pot_id = ma.fields.Integer(
+    to_pot_id = Id(
         metadata={"description": "Or a community pot (GET /api/v1/pots) instead of a resident"}
     )
-    amount = ma.fields.Integer(required=True, strict=True, validate=ma.validate.Range(min=1))
+    amount = ma.fields.Integer(
+        required=True, strict=True, validate=ma.validate.Range(min=1, max=MAX_INT)
+    )
     idempotency_key = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=255))
     message = ma.fields.String(load_default="", validate=ma.validate.Length(max=200))
 
@@ -257,7 +259,7 @@ class PotsResource(MethodView):
 class ExtensionRequestSchema(RequestSchema):
     days = ma.fields.Integer(
         strict=True,
-        validate=ma.validate.Range(min=1),
+        validate=ma.validate.Range(min=1, max=3650),
         metadata={"description": "Days more for each lot (from its date, or from now if past)"},
     )
     new_expires_at = ma.fields.AwareDateTime(
@@ -265,7 +267,7 @@ class ExtensionRequestSchema(RequestSchema):
     )
     reason = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=1000))
     lot_ids = ma.fields.List(
-        ma.fields.Integer(strict=True, validate=ma.validate.Range(min=1)),
+        Id(),
         validate=ma.validate.Length(min=1, max=1000),
         metadata={"description": "Only these of the resident's lots (default: every live lot)"},
     )

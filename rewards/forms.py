@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from flask_wtf import FlaskForm
 from govuk_frontend_wtf.wtforms_widgets import (
     GovCharacterCount,
     GovRadioInput,
@@ -13,11 +12,13 @@ from govuk_frontend_wtf.wtforms_widgets import (
 from wtforms import HiddenField, IntegerField, RadioField, StringField, SubmitField
 from wtforms.validators import InputRequired, Length, NumberRange, Optional
 
+from core.forms import Form
+
 #: The radio value meaning "a person, by email address".
 TO_PERSON = "person"
 
 
-class GiftForm(FlaskForm):
+class GiftForm(Form):
     to = RadioField(
         "Who do you want to give credits to?",
         widget=GovRadioInput(),
@@ -49,7 +50,7 @@ class GiftForm(FlaskForm):
     submit = SubmitField("Give credits", widget=GovSubmitInput())
 
 
-class PotForm(FlaskForm):
+class PotForm(Form):
     name = StringField(
         "Name of the pot",
         widget=GovTextInput(),

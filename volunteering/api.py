@@ -11,7 +11,15 @@ from flask.views import MethodView
 from sqlalchemy import select
 
 from core.api import InvitedMemberSchema, InviteRequestSchema
-from core.apiframework import ApiBlueprint, PageArgsSchema, RequestSchema, bearer_doc, paginate
+from core.apiframework import (
+    MAX_INT,
+    ApiBlueprint,
+    Id,
+    PageArgsSchema,
+    RequestSchema,
+    bearer_doc,
+    paginate,
+)
 from core.errors import ForbiddenError
 from core.extensions import db
 from core.invitations import Invitation
@@ -99,23 +107,26 @@ class ActivityQuerySchema(PageArgsSchema):
     status = ma.fields.String(
         load_default=None, validate=ma.validate.OneOf(["pending", "approved", "rejected"])
     )
-    category = ma.fields.String(load_default=None)
-    ward = ma.fields.String(load_default=None)
+    category = ma.fields.String(load_default=None, validate=ma.validate.Length(max=60))
+    ward = ma.fields.String(load_default=None, validate=ma.validate.Length(max=80))
     q = ma.fields.String(load_default=None, validate=ma.validate.Length(max=200))
 
 
 class ActivityCreateSchema(RequestSchema):
-    organisation_id = ma.fields.Integer(required=True, strict=True)
+    organisation_id = Id(required=True)
     title = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=200))
     description = ma.fields.String(load_default="", validate=ma.validate.Length(max=5000))
-    category = ma.fields.String(required=True)
+    category = ma.fields.String(required=True, validate=ma.validate.Length(max=60))
     credits_per_hour = ma.fields.Integer(
         required=True, strict=True, validate=ma.validate.Range(min=1, max=10)
     )
     location = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=200))
-    ward = ma.fields.String(load_default=None)
+    ward = ma.fields.String(load_default=None, validate=ma.validate.Length(max=80))
     capacity = ma.fields.Integer(
-        load_default=None, allow_none=True, strict=True, validate=ma.validate.Range(min=1)
+        load_default=None,
+        allow_none=True,
+        strict=True,
+        validate=ma.validate.Range(min=1, max=MAX_INT),
     )
 
 
@@ -165,7 +176,7 @@ class ClaimSummarySchema(ma.Schema):
 
 
 class AttendanceCreateSchema(RequestSchema):
-    resident_id = ma.fields.Integer(load_default=None, strict=True)
+    resident_id = Id(load_default=None)
     card_token = ma.fields.String(load_default=None, validate=ma.validate.Length(max=500))
     checked_in_at = ma.fields.AwareDateTime(required=True)
     checked_out_at = ma.fields.AwareDateTime(load_default=None, allow_none=True)
@@ -215,7 +226,7 @@ class ClaimQuerySchema(PageArgsSchema):
         load_default="pending", validate=ma.validate.OneOf(["pending", "approved", "rejected"])
     )
     flag = ma.fields.String(load_default=None, validate=ma.validate.OneOf(ops.CLAIM_FLAGS))
-    organisation_id = ma.fields.Integer(load_default=None)
+    organisation_id = Id(load_default=None, strict=False)
 
 
 # --- helpers -----------------------------------------------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from flask import current_app
-from flask_wtf import FlaskForm
 from flask_wtf.file import FileAllowed, FileField, FileRequired
 from govuk_frontend_wtf.wtforms_widgets import (
     GovFileInput,
@@ -33,11 +32,13 @@ from wtforms.validators import (
     Regexp,
 )
 
+from core.forms import Form, text_limit
+
 TIME_RE = r"^([01]?[0-9]|2[0-3])[:.][0-5][0-9]$"
 TIME_MESSAGE = "Enter a time in 24-hour format, like 09:30 or 14:00"
 
 
-class OrganisationForm(FlaskForm):
+class OrganisationForm(Form):
     name = StringField(
         "Organisation name",
         widget=GovTextInput(),
@@ -55,7 +56,7 @@ class OrganisationForm(FlaskForm):
     submit = SubmitField("Send for approval", widget=GovSubmitInput())
 
 
-class ActivityForm(FlaskForm):
+class ActivityForm(Form):
     title = StringField(
         "Title",
         widget=GovTextInput(),
@@ -109,7 +110,7 @@ class ActivityForm(FlaskForm):
         self.ward.choices = [(w, w) for w in config["VOLUNTEERING_WARDS"]]
 
 
-class SessionForm(FlaskForm):
+class SessionForm(Form):
     day = DateField(
         "Date",
         widget=GovTextInput(),
@@ -122,6 +123,7 @@ class SessionForm(FlaskForm):
         description="UK time, 24-hour, like 10:00",
         validators=[
             InputRequired(message="Enter the start time"),
+            text_limit(5),
             Regexp(TIME_RE, 0, TIME_MESSAGE),
         ],
     )
@@ -129,31 +131,36 @@ class SessionForm(FlaskForm):
         "End time",
         widget=GovTextInput(),
         description="UK time, 24-hour, like 12:30",
-        validators=[InputRequired(message="Enter the end time"), Regexp(TIME_RE, 0, TIME_MESSAGE)],
+        validators=[
+            InputRequired(message="Enter the end time"),
+            text_limit(5),
+            Regexp(TIME_RE, 0, TIME_MESSAGE),
+        ],
     )
     submit = SubmitField("Add session", widget=GovSubmitInput())
 
 
-class InviteForm(FlaskForm):
+class InviteForm(Form):
     email = EmailField(
         "Email address of the new organiser",
         widget=GovTextInput(),
         description="Without an account yet, they are emailed an invitation to create one",
         validators=[
             InputRequired(message="Enter their email address"),
+            text_limit(254),
             Email(message="Enter an email address in the correct format, like name@example.org"),
         ],
     )
     submit = SubmitField("Add organiser", widget=GovSubmitInput())
 
 
-class ConfirmForm(FlaskForm):
+class ConfirmForm(Form):
     """A button that changes something: only the CSRF token travels."""
 
     submit = SubmitField("Confirm", widget=GovSubmitInput())
 
 
-class RejectForm(FlaskForm):
+class RejectForm(Form):
     reason = TextAreaField(
         "Reason",
         widget=GovTextArea(),
@@ -166,7 +173,7 @@ class RejectForm(FlaskForm):
     submit = SubmitField("Reject", widget=GovSubmitInput())
 
 
-class ActivitySearchForm(FlaskForm):
+class ActivitySearchForm(Form):
     class Meta:
         csrf = False  # a GET search changes nothing
 
@@ -188,7 +195,7 @@ class ActivitySearchForm(FlaskForm):
         self.ward.choices = [("", "Any ward")] + [(w, w) for w in config["VOLUNTEERING_WARDS"]]
 
 
-class CardScanForm(FlaskForm):
+class CardScanForm(Form):
     card = StringField(
         "Card number",
         widget=GovTextInput(),
@@ -198,11 +205,11 @@ class CardScanForm(FlaskForm):
             Length(max=500, message="Card number is too long"),
         ],
     )
-    nonce = HiddenField()
+    nonce = HiddenField(validators=[text_limit(100)])
     submit = SubmitField("Check in or out", widget=GovSubmitInput())
 
 
-class AttendanceRowForm(FlaskForm):
+class AttendanceRowForm(Form):
     """One line of a paper sign-in sheet."""
 
     class Meta:
@@ -216,21 +223,21 @@ class AttendanceRowForm(FlaskForm):
     checked_in = StringField(
         "Arrived",
         widget=GovTextInput(),
-        validators=[Optional(), Regexp(TIME_RE, 0, TIME_MESSAGE)],
+        validators=[Optional(), text_limit(5), Regexp(TIME_RE, 0, TIME_MESSAGE)],
     )
     checked_out = StringField(
         "Left",
         widget=GovTextInput(),
-        validators=[Optional(), Regexp(TIME_RE, 0, TIME_MESSAGE)],
+        validators=[Optional(), text_limit(5), Regexp(TIME_RE, 0, TIME_MESSAGE)],
     )
 
 
-class AttendanceSheetForm(FlaskForm):
+class AttendanceSheetForm(Form):
     rows = FieldList(FormField(AttendanceRowForm), min_entries=6, max_entries=50)
     submit = SubmitField("Add attendance", widget=GovSubmitInput())
 
 
-class AttendanceCsvForm(FlaskForm):
+class AttendanceCsvForm(Form):
     file = FileField(
         "Sign-in sheet (CSV)",
         widget=GovFileInput(),
@@ -243,7 +250,7 @@ class AttendanceCsvForm(FlaskForm):
     submit = SubmitField("Upload sheet", widget=GovSubmitInput())
 
 
-class CardLookupForm(FlaskForm):
+class CardLookupForm(Form):
     class Meta:
         csrf = False  # a GET lookup changes nothing
 
@@ -267,7 +274,7 @@ CLAIM_FLAGS = [
 ]
 
 
-class ClaimFilterForm(FlaskForm):
+class ClaimFilterForm(Form):
     class Meta:
         csrf = False
 
