@@ -61,6 +61,25 @@ class InvalidRequest(DomainError):
         self.fields = fields or {}
 
 
+def checked_text(value, field: str, max_length: int) -> str:
+    """``value`` stripped, when it is text we can store: at most ``max_length`` characters,
+    no control characters (a NUL cannot be stored in PostgreSQL). ``invalid_request`` else."""
+    from flask_babel import gettext as _
+
+    from core.request_guard import has_control_character
+
+    text = (value or "").strip() if isinstance(value, str | None) else None
+    if text is None:
+        raise InvalidRequest(_("Enter text."), {field: [_("Enter text.")]})
+    if has_control_character(text):
+        message = _("Remove the control character (such as NUL) from this field.")
+        raise InvalidRequest(message, {field: [message]})
+    if len(text) > max_length:
+        message = _("Enter at most %(count)d characters.", count=max_length)
+        raise InvalidRequest(message, {field: [message]})
+    return text
+
+
 #: Codes and words for plain HTTP errors.
 HTTP_CODES = {
     400: ("bad_request", "The request could not be understood."),

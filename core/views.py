@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from urllib.parse import urlsplit
+
 from flask import (
     Blueprint,
     abort,
@@ -43,11 +46,25 @@ def declare_public_pages(state) -> None:
     app.public_endpoints = getattr(app, "public_endpoints", set()) | {"core.invitation"}
 
 
+#: Whitespace, control characters and backslashes, plain or percent-encoded, and encoded
+#: slashes: browsers drop tabs and newlines from a URL and read a backslash as a slash.
+UNSAFE_IN_NEXT = re.compile(r"[\s\x00-\x1f\x7f\\]|%(?:[01][0-9a-f]|20|2f|5c|7f)", re.IGNORECASE)
+
+
 def safe_next(target: str | None) -> str | None:
-    """Only same-site relative paths may be a redirect target after sign-in."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return None
+    """``target`` when it is a path on this site (to go to after sign-in), else None.
+
+    ``/\t/evil.com`` or ``/\\evil.com`` would leave the site, so anything in
+    ``UNSAFE_IN_NEXT`` is refused, as is anything but one leading slash with no scheme or host.
+    """
+    if not target or len(target) > 2000 or not target.startswith("/"):
+        return None
+    if target.startswith("//") or UNSAFE_IN_NEXT.search(target):
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return None
+    return target
 
 
 def field_errors_to_form(form, error: InvalidRequest) -> None:

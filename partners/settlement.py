@@ -53,7 +53,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.audit import record
-from core.errors import DomainError, InvalidRequest, NotFoundError
+from core.errors import DomainError, InvalidRequest, NotFoundError, checked_text
 from core.extensions import db
 from core.models import User
 from core.timeutil import UTCDateTime, utcnow
@@ -638,7 +638,7 @@ def cancel_settlement(actor: User, settlement: Settlement, reason: str) -> Settl
     its redemptions are settled again next period. Audited; flushes."""
     from rewards import operations as ledger
 
-    reason = (reason or "").strip()
+    reason = checked_text(reason, "reason", 500)
     if not reason:
         raise InvalidRequest("Say why.", {"reason": ["Enter a reason."]})
     settlement = lock_settlement(settlement.id)
@@ -675,6 +675,7 @@ def retry_settlement(actor: User, settlement: Settlement) -> Settlement:
 
 def mark_batch_paid(actor: User, batch_id: int, reference: str = "") -> PaymentBatch:
     """Council marks a payment file paid: every settlement in it becomes paid. Audited."""
+    reference = checked_text(reference, "reference", 100) or None
     query = select(PaymentBatch).where(PaymentBatch.id == batch_id)
     if db.session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update()
@@ -694,7 +695,7 @@ def mark_batch_paid(actor: User, batch_id: int, reference: str = "") -> PaymentB
     batch.status = BatchStatus.PAID.value
     batch.paid_at = now
     batch.paid_by_id = actor.id
-    batch.reference = (reference or "").strip()[:100] or None
+    batch.reference = reference
     record(
         actor,
         "settlement.batch_paid",

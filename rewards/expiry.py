@@ -44,7 +44,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.audit import record
-from core.errors import DomainError, InvalidRequest
+from core.errors import DomainError, InvalidRequest, checked_text
 from core.extensions import db
 from core.formatting import short_date
 from core.mail import queue_email
@@ -338,7 +338,7 @@ def extend_lots(
     are cleared so the resident is reminded again before the new date. ``audit_details``
     are added to the audit entry's. Flushes, never commits.
     """
-    reason = (reason or "").strip()
+    reason = checked_text(reason, "reason", 500)
     if not reason:
         raise InvalidRequest("Say why the credits are extended.", {"reason": ["Enter a reason."]})
     now = utcnow()

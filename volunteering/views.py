@@ -32,8 +32,10 @@ from core.forms import RevokeInvitationForm
 from core.invitations import Invitation, pending_invitations
 from core.models import Role, User
 from core.qrcodes import qr_svg
+from core.request_guard import MAX_INT
 from core.security import roles_required
 from core.timeutil import utcnow
+from core.views import safe_next
 from volunteering import (
     demo,  # noqa: F401 - registers the @demo_loader
     tokens,
@@ -220,7 +222,7 @@ def sign_up(session_id: int):
     else:
         db.session.commit()
         flash(f"You have a place at {ops.session_label(session)}.", "success")
-    return redirect(request.form.get("back") or url_for("volunteering.activities"))
+    return redirect(safe_next(request.form.get("back")) or url_for("volunteering.activities"))
 
 
 @volunteering_bp.post("/sessions/<int:session_id>/cancel")
@@ -891,7 +893,11 @@ def approve_claims():
     form = ConfirmForm()
     if not form.validate_on_submit():
         abort(400)
-    ids = [int(v) for v in request.form.getlist("claim_ids") if v.isdigit()][:200]
+    ids = [
+        int(v)
+        for v in request.form.getlist("claim_ids")[:200]
+        if v.isascii() and v.isdigit() and int(v) <= MAX_INT
+    ]
     if not ids:
         flash("Select at least one claim to approve.", "info")
         return redirect(url_for("volunteering.council_claims"))
