@@ -128,9 +128,10 @@ def register_templates(app: Flask) -> None:
 def register_request_guard(app: Flask) -> None:
     """Bounded path ids and clean request bodies (core.request_guard), and the security
     headers (core.headers), before any blueprint's route is added."""
-    from core.request_guard import init_app
+    from core import headers, request_guard
 
-    init_app(app)
+    request_guard.init_app(app)
+    headers.init_app(app)
 
 
 def register_blueprints(app: Flask) -> None:

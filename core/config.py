@@ -60,6 +60,9 @@ def default_config(instance_path: str) -> dict:
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": None,  # decided in finalise(): True unless development/debug
         "WTF_CSRF_TIME_LIMIT": 3600,
+        # Reverse proxies in front of the app whose X-Forwarded-* headers are believed
+        # (CIVIC_CREDITS_TRUSTED_PROXIES): 0 when clients connect to gunicorn directly.
+        "TRUSTED_PROXIES": 0,
         "MAIL_SERVER": "",
         "MAIL_PORT": 25,
         "MAIL_DEFAULT_SENDER": "civic-credits@localhost",
@@ -186,6 +189,7 @@ def finalise(app) -> None:
     config["CELERY"] = celery_settings(config)
     if is_production(app):
         check_production_secret(config.get("SECRET_KEY"))
+        check_production_services(config)
 
 
 def is_production(app) -> bool:
@@ -201,6 +205,45 @@ def check_production_secret(secret: str | None) -> None:
             f"of at least {MIN_SECRET_LENGTH} characters "
             '(python -c "import secrets; print(secrets.token_urlsafe(48))").'
         )
+
+
+#: What a production deployment must not run on unless it says so: (refused when, the
+#: setting that allows it, why).
+PRODUCTION_REFUSALS = (
+    (
+        lambda config: config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"),
+        "ALLOW_SQLITE",
+        "DATABASE_URL is SQLite, which serialises every write and is lost with the container: "
+        "set DATABASE_URL to PostgreSQL",
+    ),
+    (
+        lambda config: config["RATELIMIT_STORAGE_URI"].startswith("memory://"),
+        "ALLOW_MEMORY_RATELIMIT",
+        "RATELIMIT_STORAGE_URI is memory://, so each web process counts sign-in attempts "
+        "apart and a restart forgets them: set it to Redis (redis://127.0.0.1:6379/1)",
+    ),
+    (
+        lambda config: not config.get("MAIL_SERVER"),
+        "ALLOW_NO_MAIL",
+        "MAIL_SERVER is not set, so no email (invitations, reminders) can be sent: set MAIL_SERVER",
+    ),
+)
+
+
+def check_production_services(config) -> None:
+    """Refuse SQLite, per-process rate limits and no mail server, each unless allowed."""
+    for refused, allowed_by, why in PRODUCTION_REFUSALS:
+        if refused(config) and not is_true(config.get(allowed_by)):
+            raise ConfigurationError(
+                f"{why}; or, to run in production without it, set CIVIC_CREDITS_{allowed_by}=true."
+            )
+
+
+def is_true(value) -> bool:
+    """A setting that may come from the environment as a string."""
+    if isinstance(value, str):
+        return value.strip().lower() in {"1", "true", "yes", "on"}
+    return bool(value)
 
 
 def normalise_database_url(url: str) -> str:

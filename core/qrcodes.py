@@ -21,6 +21,9 @@ def qr_svg(data: str, *, title: str = "QR code") -> str:
     image.save(buffer)
     svg = buffer.getvalue().decode()
     svg = svg[svg.index("<svg") :]
-    # Label the image and give it a white background so phone cameras read it on dark screens.
+    # Label the image and give it a white background so phone cameras read it on dark screens
+    # (a white rectangle under the code: a style attribute would need the CSP to allow it).
     label = title.replace("&", "&amp;").replace("<", "&lt;").replace('"', "&quot;")
-    return svg.replace("<svg ", f'<svg role="img" aria-label="{label}" style="background:#fff" ', 1)
+    svg = svg.replace("<svg ", f'<svg role="img" aria-label="{label}" ', 1)
+    opening_end = svg.index(">") + 1
+    return svg[:opening_end] + '<rect width="100%" height="100%" fill="#fff"/>' + svg[opening_end:]

@@ -31,6 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from core.errors import DomainError, InvalidRequest
 from core.extensions import db, limiter
 from core.forms import RevokeInvitationForm
+from core.headers import allows_camera
 from core.invitations import Invitation, pending_invitations
 from core.models import Role
 from core.qrcodes import qr_svg
@@ -361,6 +362,7 @@ def till_user_key() -> str:
 
 
 @partners_bp.route("/business/<int:partner_id>/till", methods=["GET", "POST"])
+@allows_camera
 @limiter.limit(
     CODE_GUESS_LIMIT, methods=["POST"], key_func=till_user_key, deduct_when=failed_code_lookup
 )
@@ -391,6 +393,7 @@ def till(partner_id: int):
 
 
 @partners_bp.post("/business/<int:partner_id>/till/confirm")
+@allows_camera
 @roles_required(*STAFF)
 def till_confirm(partner_id: int):
     """Take the credits for the chosen offer and show the receipt."""

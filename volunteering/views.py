@@ -29,6 +29,7 @@ from core.audit import record
 from core.errors import DomainError, InvalidRequest
 from core.extensions import db
 from core.forms import RevokeInvitationForm
+from core.headers import allows_camera
 from core.invitations import Invitation, pending_invitations
 from core.models import Role, User
 from core.qrcodes import qr_svg
@@ -614,6 +615,7 @@ def poster(session_id: int):
 
 
 @volunteering_bp.route("/organise/sessions/<int:session_id>/scan-cards", methods=["GET", "POST"])
+@allows_camera
 @roles_required(Role.ORGANISER)
 def scan_cards(session_id: int):
     """Check people in and out with their printed card: the camera, or the typed number."""

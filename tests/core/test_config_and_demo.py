@@ -22,11 +22,16 @@ def test_production_refuses_a_missing_or_weak_secret_key(database_url, secret):
         create_app(app_settings(database_url, CIVIC_CREDITS_ENV="production", SECRET_KEY=secret))
 
 
+#: What a production test app is allowed to run without (it uses the test database).
+ALLOWED_IN_TESTS = {"ALLOW_SQLITE": True, "ALLOW_MEMORY_RATELIMIT": True, "ALLOW_NO_MAIL": True}
+
+
 def test_production_starts_with_a_strong_secret_key(make_app):
     app = make_app(
         CIVIC_CREDITS_ENV="production",
         SECRET_KEY="k" * 20 + "Zq9-long-random-value",
         SESSION_COOKIE_SECURE=None,
+        **ALLOWED_IN_TESTS,
     )
     assert app.config["SESSION_COOKIE_SECURE"] is True
 
@@ -72,9 +77,13 @@ def test_demo_loader_is_refused_in_production(tmp_path):
         DATABASE_URL=url,
         CIVIC_CREDITS_ENV="production",
         SECRET_KEY="a-strong-production-secret-of-good-length-123",
+        CIVIC_CREDITS_ALLOW_SQLITE="true",
+        CIVIC_CREDITS_ALLOW_MEMORY_RATELIMIT="true",
+        CIVIC_CREDITS_ALLOW_NO_MAIL="true",
     )
     assert result.returncode != 0
     assert "production" in result.stderr
+    assert "demo" in result.stderr.lower()
 
 
 def test_demo_load_creates_the_five_logins_and_is_idempotent(app, api):
