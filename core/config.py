@@ -42,6 +42,9 @@ def default_config(instance_path: str) -> dict:
         "CIVIC_CREDITS_ENV": "development",
         "SECRET_KEY": "development-only-secret-key",
         "SCHEME_NAME": "Civic Credits",
+        # Where users of this deployment can get its source (AGPL-3.0 section 13: a deployment
+        # that changes the code must offer its users the changed source); shown in the footer.
+        "SOURCE_CODE_URL": "",
         "DATABASE_URL": f"sqlite:///{instance / 'civic_credits.sqlite'}",
         "CELERY_BROKER_URL": f"sqla+sqlite:///{instance / 'celery-broker.sqlite'}",
         "CELERY_BEAT_SCHEDULE_FILE": str(instance / "celerybeat-schedule"),

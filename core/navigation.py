@@ -48,6 +48,7 @@ def inject_layout() -> dict:
     """Template globals for the layout."""
     return {
         "scheme_name": current_app.config["SCHEME_NAME"],
+        "source_code_url": current_app.config.get("SOURCE_CODE_URL") or "",
         "navigation_items": navigation_items,
         "Role": Role,
     }
